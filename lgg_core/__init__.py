@@ -1,0 +1,1 @@
+"""Compare and explain brain-MRI tumor segmentation models on the LGG MRI Segmentation dataset."""

@@ -1,0 +1,143 @@
+"""The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``.
+
+Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
+
+Each subcommand is a ``cmd_<name>(args) -> int`` registered in :func:`build_parser`; add new ones there.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lgg_core.cache import LGGData, load_dataset
+from lgg_core.data import DATA_DIR_ENV, DatasetError, read_metadata
+from lgg_core.download import download_dataset
+from lgg_core.splits import fold_summary, make_folds, save_split
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {value}")
+    return value
+
+
+def _data_options() -> argparse.ArgumentParser:
+    """Options shared by every subcommand that reads the dataset."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--data-dir", help=f"kaggle_3m folder or a parent of it (default: ${DATA_DIR_ENV})")
+    parent.add_argument("--cache-dir", help="decoded-array cache (default: $LGG_CACHE_DIR or ~/.cache/lgg_core)")
+    parent.add_argument("--no-cache", action="store_true", help="decode every file, ignore and skip the cache")
+    return parent
+
+
+def _load(args: argparse.Namespace) -> LGGData:
+    return load_dataset(args.data_dir, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=True)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Download the dataset from Kaggle and print where its kaggle_3m folder is."""
+    root = download_dataset(args.dest)
+    print(root)
+    print(f"use it with --data-dir {root} or export {DATA_DIR_ENV}={root}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate every slice and print a summary of the dataset."""
+    data = _load(args)
+    index = data.index
+    institutions = index.groupby("institution")["patient"].nunique()
+    metadata = read_metadata(data.root)
+    metadata_text = "no data.csv" if metadata is None else f"data.csv, {len(metadata)} rows"
+    print(f"root:          {data.root}")
+    print(f"patients:      {index['patient'].nunique()}")
+    print(f"slices:        {len(index)}")
+    print(f"tumor slices:  {int(index['has_tumor'].sum())}")
+    print(f"institutions:  {len(institutions)} ({', '.join(f'{k}: {v}' for k, v in institutions.items())})")
+    print(f"metadata:      {metadata_text}")
+    print(f"dataset hash:  {data.dataset_hash}")
+    return 0
+
+
+def cmd_folds(args: argparse.Namespace) -> int:
+    """Write a patient-level K-fold split file and print the balance of its folds."""
+    data = _load(args)
+    folds = make_folds(data.index, k=args.k, seed=args.seed)
+    save_split(args.out, folds, k=args.k, seed=args.seed, dataset_hash=data.dataset_hash)
+    print(fold_summary(data.index, folds).to_string(float_format="%.3f"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the model registry: name, task, parameters, description."""
+    from lgg_core.models import list_models, model_info
+
+    for name in list_models(args.task):
+        info = model_info(name)
+        print(f"{name:22} {info['task']:9} {info['params'] / 1e6:7.2f}M  {info['description']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate artifacts on their held-out patients and store eval/ tables in each folder."""
+    from lgg_core.evaluate import evaluate, metrics_markdown
+
+    data = _load(args)
+    for path in args.artifacts:
+        summary = evaluate(path, data, batch_size=args.batch_size)
+        task = "segment" if "patient_dice" in summary["raw"] else "classify"
+        print(f"{path}\n{metrics_markdown(task, summary)}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lgg`` parser; each subparser sets ``func`` to its ``cmd_*`` handler."""
+    parser = argparse.ArgumentParser(
+        prog="lgg", description="Compare and explain brain-MRI tumor segmentation models on the LGG dataset."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_options = _data_options()
+
+    download = commands.add_parser("download", help="download the dataset from Kaggle (kagglehub)")
+    download.add_argument("--dest", help="also copy kaggle_3m/ into this folder")
+    download.set_defaults(func=cmd_download)
+
+    check = commands.add_parser("check", parents=[data_options], help="validate the dataset and print a summary")
+    check.set_defaults(func=cmd_check)
+
+    folds = commands.add_parser("folds", parents=[data_options], help="write a patient-level K-fold split file")
+    folds.add_argument("--k", type=_at_least_two, default=5, help="number of folds (default: 5)")
+    folds.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
+    folds.add_argument("--out", required=True, help="split file to write (JSON)")
+    folds.set_defaults(func=cmd_folds)
+
+    models = commands.add_parser("models", help="list the model registry")
+    models.add_argument("--task", choices=["segment", "classify"], help="only this task")
+    models.set_defaults(func=cmd_models)
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[data_options], help="evaluate artifacts on their held-out patients (writes eval/)"
+    )
+    evaluate.add_argument("artifacts", nargs="+", help="artifact folders")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``lgg`` command; dataset and file problems print ``error: ...`` and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    # OSError: user-supplied paths (unwritable --out, missing artifact); ValueError: data that does not fit the
+    # artifact (held-out patients missing). A message serves better than a traceback.
+    except (DatasetError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

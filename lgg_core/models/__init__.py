@@ -1,0 +1,36 @@
+"""Model zoo: every architecture of the comparison behind one registry, plus the Hub-ready ``LGGModel``.
+
+Importing this package registers all models.
+"""
+from __future__ import annotations
+
+from . import attention_unet, baselines, classifiers, segnet, smp_models, unet  # noqa: F401  (register models)
+from .composite import EMPTY_LOGIT, GatedSegmenter, MajorityVote, assemble
+from .hub_model import LGGModel, read_config
+from .registry import (
+    TASKS,
+    ModelEntry,
+    count_parameters,
+    create_model,
+    get_entry,
+    list_models,
+    model_info,
+    register_model,
+)
+
+__all__ = [
+    "EMPTY_LOGIT",
+    "TASKS",
+    "GatedSegmenter",
+    "LGGModel",
+    "MajorityVote",
+    "ModelEntry",
+    "assemble",
+    "count_parameters",
+    "create_model",
+    "get_entry",
+    "list_models",
+    "model_info",
+    "read_config",
+    "register_model",
+]

@@ -1,0 +1,90 @@
+"""Checks of lgg_core.postprocess: connected components and flip TTA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lgg_core.postprocess import flip_tta, largest_component
+
+
+def test_largest_component_keeps_bigger_blob() -> None:
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[1:3, 1:3] = True  # 4 px
+    mask[5:8, 5:8] = True  # 9 px
+    original = mask.copy()
+    out = largest_component(mask)
+    expected = np.zeros_like(mask)
+    expected[5:8, 5:8] = True
+    assert out.dtype == bool
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(mask, original)
+
+
+def test_largest_component_2d_uses_8_connectivity() -> None:
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # diagonal chain: one component
+    mask[0, 5] = mask[1, 5] = True
+    expected = np.zeros_like(mask)
+    expected[1, 1] = expected[2, 2] = expected[3, 3] = True
+    np.testing.assert_array_equal(largest_component(mask), expected)
+
+
+def test_largest_component_3d_is_volumetric() -> None:
+    volume = np.zeros((4, 10, 10), dtype=bool)
+    volume[:3, 1:3, 1:3] = True  # 12 voxels spanning slices 0-2
+    volume[1, 5:8, 5:8] = True  # 9 voxels, the largest blob within slice 1
+    volume[3, 3, 3] = True  # touches voxel (2, 2, 2) by a corner only: 26-connected
+    out = largest_component(volume)
+    expected = np.zeros_like(volume)
+    expected[:3, 1:3, 1:3] = True
+    expected[3, 3, 3] = True
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_largest_component_empty_and_bad_shape() -> None:
+    assert not largest_component(np.zeros((4, 4), dtype=bool)).any()
+    assert not largest_component(np.zeros((2, 4, 4), dtype=bool)).any()
+    with pytest.raises(ValueError):
+        largest_component(np.zeros(4, dtype=bool))
+
+
+def test_flip_tta_equivariant_model_unchanged() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 1, kernel_size=1)
+    x = torch.randn(2, 3, 5, 7)
+    out = flip_tta(model, x)
+    assert out.shape == (2, 1, 5, 7)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, model(x).detach())
+
+
+class RampSegmenter(torch.nn.Module):
+    """Weights each column by its index, so it is not flip-equivariant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.arange(x.shape[-1], dtype=x.dtype)
+        return (x * ramp).sum(dim=1, keepdim=True)
+
+
+class RampClassifier(torch.nn.Module):
+    """Sums RampSegmenter's output to one logit per image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return RampSegmenter()(x).sum(dim=(2, 3)).reshape(-1, 1)
+
+
+def test_flip_tta_segmenter_averages_flipped_back() -> None:
+    # Column j is weighted j on x and (W-1-j) on the flipped-back pass, so the
+    # average weights every column by (W-1)/2.
+    x = torch.randn(2, 1, 3, 5)
+    out = flip_tta(RampSegmenter(), x)
+    torch.testing.assert_close(out, x * 2.0)
+
+
+def test_flip_tta_classifier_not_flipped_back() -> None:
+    x = torch.randn(4, 1, 3, 5)
+    out = flip_tta(RampClassifier(), x)
+    assert out.shape == (4, 1)
+    torch.testing.assert_close(out, (x * 2.0).sum(dim=(1, 2, 3)).reshape(-1, 1))
