@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lgg_core.models import LGGModel, count_parameters, model_info
+from lgg_core.models import LGGModel, count_parameters, model_info, read_config
 from lgg_core.splits import save_split
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
@@ -51,11 +51,6 @@ def write_artifact(
     (tmp / "README.md").write_text(render_card(read_config(tmp)))
     _replace_dir(tmp, out_dir)
     return out_dir
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """The artifact's config.json as a dict."""
-    return json.loads((Path(path) / "config.json").read_text())
 
 
 def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[LGGModel, dict[str, Any]]:

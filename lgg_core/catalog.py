@@ -10,6 +10,8 @@ The catalog is a TOML file (default ``models.toml`` at the repository root, or `
     name = "unet-resnet34-gpu"
     repo_id = "someone/lgg-unet-resnet34"
     revision = "main"                     # pin a commit hash for reproducibility
+
+:func:`resolve_entry` turns an entry into a local artifact folder, pulling Hub entries into the HF cache.
 """
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from lgg_core.hub import HubError, check_repo_id, pull
+
 CATALOG_ENV = "LGG_CATALOG"
+_KEYS = {"name", "path", "repo_id", "revision"}
 DEFAULT_CATALOG = Path(__file__).resolve().parents[1] / "models.toml"
 
 
@@ -55,11 +60,52 @@ def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
         where = f"{path}: [[model]] #{i + 1}"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise CatalogError(f"{where} needs a name")
+        # Before the path/repo_id check, so a typo ("repo = ...") is reported as such.
+        unknown = sorted(set(item) - _KEYS)
+        if unknown:
+            raise CatalogError(f"{where} ({item['name']}): unknown keys {', '.join(unknown)}")
         if ("path" in item) == ("repo_id" in item):
             raise CatalogError(f"{where} ({item['name']}) needs exactly one of path or repo_id")
+        if "revision" in item and "repo_id" not in item:
+            raise CatalogError(f"{where} ({item['name']}): revision only applies to repo_id entries")
+        if "repo_id" in item:
+            _check_repo_id(item["repo_id"], f"{where} ({item['name']})")
         if item["name"] in seen:
             raise CatalogError(f"{where}: duplicate name {item['name']!r}")
         seen.add(item["name"])
         local = (path.parent / item["path"]).resolve() if "path" in item else None
         entries.append(CatalogEntry(item["name"], local, item.get("repo_id"), item.get("revision")))
     return entries
+
+
+def _check_repo_id(repo_id: object, where: str) -> None:
+    if not isinstance(repo_id, str):
+        raise CatalogError(f"{where}: repo_id must be a string")
+    try:
+        check_repo_id(repo_id)
+    except HubError as err:
+        raise CatalogError(f"{where}: {err}") from None
+
+
+def resolve_entry(entry: CatalogEntry, *, local_files_only: bool = False) -> Path:
+    """The artifact folder of ``entry``: its local path, or its Hub repo pulled at its revision into the HF cache.
+
+    Args:
+        entry: A catalog entry.
+        local_files_only: Never contact the Hub; use the cached snapshot (also implied by ``HF_HUB_OFFLINE=1``).
+
+    Raises:
+        CatalogError: The local folder is not an artifact, or the Hub entry cannot be pulled (message says why).
+    """
+    if entry.path is not None:
+        missing = [name for name in ("config.json", "model.safetensors") if not (entry.path / name).is_file()]
+        if missing:
+            if not entry.path.is_dir():
+                raise CatalogError(f"catalog model {entry.name!r}: artifact folder {entry.path} does not exist "
+                                   "(not trained yet?)")
+            raise CatalogError(f"catalog model {entry.name!r}: {entry.path} lacks {', '.join(missing)}")
+        return entry.path
+    try:
+        return pull(entry.repo_id, entry.revision, local_files_only=local_files_only)
+    except HubError as err:
+        raise CatalogError(f"catalog model {entry.name!r}: {err}") from None

@@ -1,4 +1,5 @@
-"""The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``.
+"""The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``,
+``lgg push``, ``lgg pull``, ``lgg export-onnx``.
 
 Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
 
@@ -88,8 +89,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _load(args)
     for path in args.artifacts:
         summary = evaluate(path, data, batch_size=args.batch_size)
-        task = "segment" if "patient_dice" in summary["raw"] else "classify"
-        print(f"{path}\n{metrics_markdown(task, summary)}\n")
+        print(f"{path}\n{metrics_markdown(summary)}\n")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Upload an artifact folder to a Hub model repo (created if needed) and print the commit."""
+    from lgg_core.hub import push
+
+    result = push(args.artifact, args.repo_id, revision=args.revision, private=args.private,
+                  include_onnx=args.with_onnx, commit_message=args.message)
+    print(f"pushed {args.artifact} to {result.repo_id} at {result.revision}")
+    print(result.commit_url)
+    print(f'catalog entry: repo_id = "{result.repo_id}"  revision = "{result.revision}"', file=sys.stderr)
+    return 0
+
+
+def _catalog_entries(catalog: str | None, hub: bool) -> list:
+    from lgg_core.catalog import load_catalog
+
+    return [entry for entry in load_catalog(catalog) if (entry.repo_id is not None) == hub]
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Download Hub model repos at a revision into the HF cache and print each local folder."""
+    from lgg_core.hub import pull
+
+    targets = [(repo_id, args.revision) for repo_id in args.repo_ids]
+    if args.catalog is not None:
+        targets += [(e.repo_id, e.revision) for e in _catalog_entries(args.catalog or None, hub=True)]
+    if not targets:
+        raise ValueError("nothing to pull: give repo ids or --catalog with Hub entries")
+    for repo_id, revision in targets:
+        print(pull(repo_id, revision, cache_dir=args.cache_dir, local_files_only=args.offline))
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Export artifacts to model.onnx beside their weights, checking parity with PyTorch."""
+    from lgg_core.onnx_backend import export_artifact
+
+    folders = list(args.artifacts)
+    if args.catalog is not None:
+        folders += [e.path for e in _catalog_entries(args.catalog or None, hub=False)]
+    if not folders:
+        raise ValueError("nothing to export: give artifact folders or --catalog with local entries")
+    for folder in folders:
+        print(f"wrote {export_artifact(folder)}")
     return 0
 
 
@@ -124,6 +170,29 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("artifacts", nargs="+", help="artifact folders")
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")
+    push.add_argument("artifact", help="artifact folder")
+    push.add_argument("repo_id", help="owner/name on the Hub (created if missing)")
+    push.add_argument("--revision", help="branch to commit to (default: main)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--with-onnx", action="store_true", help="also upload model.onnx")
+    push.add_argument("--message", help="commit message")
+    push.set_defaults(func=cmd_push)
+
+    catalog_help = "also every {} entry of the model catalog (default file: $LGG_CATALOG or models.toml)"
+    pull = commands.add_parser("pull", help="download Hub model repos into the Hugging Face cache")
+    pull.add_argument("repo_ids", nargs="*", metavar="REPO_ID", help="owner/name on the Hub")
+    pull.add_argument("--revision", help="branch, tag or commit hash for the REPO_IDs (default: main)")
+    pull.add_argument("--catalog", nargs="?", const="", metavar="FILE", help=catalog_help.format("Hub"))
+    pull.add_argument("--cache-dir", help="cache folder (default: the HF cache, $HF_HOME/hub)")
+    pull.add_argument("--offline", action="store_true", help="use the cache only, never contact the Hub")
+    pull.set_defaults(func=cmd_pull)
+
+    export = commands.add_parser("export-onnx", help="export artifacts to model.onnx (ONNX Runtime on CPU hosts)")
+    export.add_argument("artifacts", nargs="*", help="artifact folders")
+    export.add_argument("--catalog", nargs="?", const="", metavar="FILE", help=catalog_help.format("local"))
+    export.set_defaults(func=cmd_export_onnx)
     return parser
 
 

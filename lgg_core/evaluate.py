@@ -103,27 +103,25 @@ def _classification_outputs(prob: np.ndarray, data: LGGData, rows: np.ndarray) -
     return table, {"raw": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in m.items()}}
 
 
-def headline(task: str, summary: dict[str, Any]) -> dict[str, float]:
-    """The numbers that go into the card's model-index and the README table."""
-    raw = summary["raw"]
+def headline(task: str, variants: dict[str, Any]) -> dict[str, float]:
+    """The numbers that go into the card's model-index and the README table (no post-processing)."""
+    raw = variants["raw"]
     if task == "segment":
         return {k: raw[k] for k in ("patient_dice", "tumor_slice_dice", "hd95")}
     return {k: raw[k] for k in ("accuracy", "auroc", "f1")}
 
 
-def metrics_markdown(task: str, summary: dict[str, Any]) -> str:
-    """A markdown table of the summary, for the model card."""
-    if task == "classify":
-        r = summary["raw"]
+def metrics_markdown(summary: dict[str, Any]) -> str:
+    """A markdown table of the summary, for the model card and the CLI."""
+    if summary["task"] == "classify":
+        r = summary["variants"]["raw"]
         return ("| accuracy (95% CI) | AUROC (95% CI) | precision | recall | F1 |\n|---|---|---|---|---|\n"
                 f"| {r['accuracy']:.3f} ({r['accuracy_ci'][0]:.3f}–{r['accuracy_ci'][1]:.3f}) "
                 f"| {r['auroc']:.3f} ({r['auroc_ci'][0]:.3f}–{r['auroc_ci'][1]:.3f}) "
                 f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
     lines = ["| variant | per-patient Dice (95% CI) | tumor-slice Dice (95% CI) | IoU | HD95 px | ASSD px |",
              "|---|---|---|---|---|---|"]
-    for v, r in summary.items():
-        if v == "headline":
-            continue
+    for v, r in summary["variants"].items():
         lines.append(
             f"| {v} | {r['patient_dice']:.3f} ({r['patient_dice_ci'][0]:.3f}–{r['patient_dice_ci'][1]:.3f}) "
             f"| {r['tumor_slice_dice']:.3f} ({r['tumor_slice_dice_ci'][0]:.3f}–{r['tumor_slice_dice_ci'][1]:.3f}) "
@@ -146,7 +144,9 @@ def evaluate(
         batch_size: slices per forward pass.
 
     Returns:
-        The summary written to ``eval/summary.json``.
+        The summary written to ``eval/summary.json``: ``task``, ``headline`` (the card's model-index numbers),
+        ``variants`` (``raw``, and for segmenters ``lcc`` and ``tta``; see :data:`SEG_VARIANTS`), ``dataset_hash``
+        and the evaluated ``patients``.
     """
     artifact_dir = Path(artifact_dir)
     model, config = load_artifact(artifact_dir)
@@ -162,14 +162,14 @@ def evaluate(
         probs = {"raw": predict(model, data.images[rows], task, batch_size, size),
                  "tta": predict(model, data.images[rows], task, batch_size, size, tta=True)}
         slices, per_patient = _segmentation_tables(probs, data, rows)
-        summary = _segmentation_summary(slices, per_patient)
+        variants = _segmentation_summary(slices, per_patient)
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)
     else:
-        slices, summary = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
-    summary["headline"] = headline(task, summary)
-    summary["dataset_hash"] = data.dataset_hash
+        slices, variants = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
+    summary = {"task": task, "headline": headline(task, variants), "variants": variants,
+               "dataset_hash": data.dataset_hash, "patients": sorted(patients)}
     write_table(artifact_dir / "eval" / "slices.csv", slices)
     write_json(artifact_dir / "eval" / "summary.json", summary)
-    card = render_card(config, summary, metrics_markdown(task, summary))
+    card = render_card(config, summary, metrics_markdown(summary))
     (artifact_dir / "README.md").write_text(card)
     return summary

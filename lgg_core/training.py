@@ -33,6 +33,8 @@ from lgg_core.torchdata import SliceDataset
 from lgg_core.transforms import Augment, training_batch
 
 LOSSES = ("bce", "dice", "bce+dice")
+RUN_CONTROL = frozenset({"max_minutes", "device", "num_workers"})
+"""Config fields a resumed run may change (e.g. extend its time budget); every other field must match."""
 
 
 @dataclass
@@ -43,7 +45,8 @@ class TrainConfig:
     root of the background/tumor pixel ratio of the training slices, capped at 10).
     ``crop``: random crop size for segmenters (tumor-biased with ``tumor_crop_prob``); evaluation always uses full
     slices. ``input_size``: resize inputs to this size (e.g. 128 for fast CPU classifiers).
-    ``max_minutes``: stop after the epoch during which this wall time is reached (CPU budgets).
+    ``max_minutes``: stop after the epoch during which this wall time is reached (CPU budgets); the learning-rate
+    schedule then decays by elapsed time as well as by steps (see :func:`lr_lambda`).
     """
 
     arch: str
@@ -60,7 +63,7 @@ class TrainConfig:
     warmup_epochs: int = 1
     loss: str = "bce+dice"
     pos_weight: float | str | None = None
-    crop: int | None = 128
+    crop: int | None = None
     tumor_crop_prob: float = 0.7
     input_size: int | None = None
     patience: int = 8
@@ -156,15 +159,37 @@ def validate(model: LGGModel, data: LGGData, patients: list[str], cfg: TrainConf
     return {"val_score": float(np.mean(dices)), "val_patient_dice": float(np.mean(dices))}
 
 
-def lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
-    """Linear warm-up for ``warmup_epochs`` then cosine decay to 1% over the remaining epochs."""
+class Budget:
+    """Wall-clock budget of a run (``max_minutes``); ``start`` moves back on resume by the time already spent."""
+
+    def __init__(self, max_minutes: float | None) -> None:
+        self.max_seconds = None if max_minutes is None else max_minutes * 60
+        self.start = time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def fraction(self) -> float:
+        return 0.0 if self.max_seconds is None else self.elapsed() / self.max_seconds
+
+    def spent(self) -> bool:
+        return self.max_seconds is not None and self.elapsed() >= self.max_seconds
+
+
+def lr_lambda(cfg: TrainConfig, steps_per_epoch: int, budget: Budget):
+    """Linear warm-up for ``warmup_epochs``, then cosine decay to 1% of ``lr``.
+
+    The decay follows whichever is further along, steps or the time budget, so a run cut short by ``max_minutes``
+    on a slow machine still ends at a low learning rate instead of mid-schedule.
+    """
     warm = max(cfg.warmup_epochs * steps_per_epoch, 1)
     total = max(cfg.epochs * steps_per_epoch, warm + 1)
 
     def f(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+        progress = min(1.0, max((step - warm) / (total - warm), budget.fraction()))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
 
@@ -212,25 +237,28 @@ def train(
     augment_rng = torch.Generator().manual_seed(cfg.seed + rank)
     augment, crop = Augment(), cfg.crop if task == "segment" else None
     sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else None
+    shuffle_rng = torch.Generator()
     loader = DataLoader(
         dataset, cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed),
+        num_workers=cfg.num_workers, generator=shuffle_rng,
     )
     steps = min(len(loader), cfg.limit_train_batches or len(loader))
     pos_weight = resolve_pos_weight(cfg, task, data, train_rows)
     criterion = Criterion(cfg.loss, task, pos_weight).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps))
+    budget = Budget(cfg.max_minutes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps, budget))
     scaler = torch.amp.GradScaler(
         "cuda", enabled=device.type == "cuda" and cfg.mixed_precision and not torch.cuda.is_bf16_supported()
     )
 
     log: list[dict[str, Any]] = []
-    start_epoch, best_score, best_epoch, best_state, elapsed = 0, -math.inf, -1, None, 0.0
+    start_epoch, best_score, best_epoch, best_state = 0, -math.inf, -1, None
     state = load_checkpoint(run_dir / "checkpoint") if resume else None
     if state is not None:
-        if state["config"] != dataclasses.asdict(cfg):
+        old, new = state["config"], dataclasses.asdict(cfg)
+        if {k: v for k, v in old.items() if k not in RUN_CONTROL} != {k: v for k, v in new.items() if k not in RUN_CONTROL}:
             raise ValueError(f"{run_dir} holds a checkpoint of a different config; use another run dir or --no-resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -238,13 +266,15 @@ def train(
         torch.set_rng_state(state["rng"])
         augment_rng.set_state(state["augment_rng"])
         start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-        best_state, log, elapsed = state["best_model"], state["log"], state["elapsed"]
+        best_state, log = state["best_model"], state["log"]
+        budget.start = time.time() - state["elapsed"]
         if rank == 0:
             print(f"resumed from {run_dir} at epoch {start_epoch}")
 
-    t_start = time.time() - elapsed
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
+        # Each epoch's order depends on (seed, epoch) only, so a resumed run replays the same batches.
+        shuffle_rng.manual_seed(cfg.seed * 100_003 + epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         t0, losses, dices = time.time(), [], []
@@ -281,18 +311,15 @@ def train(
                 best_score, best_epoch = row["val_score"], epoch
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             log.append(row)
-            elapsed = time.time() - t_start
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
             save_checkpoint(run_dir / "checkpoint", {
                 "config": dataclasses.asdict(cfg), "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
                 "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
-                "log": log, "elapsed": elapsed,
+                "log": log, "elapsed": budget.elapsed(),
             })
-            patience_out = epoch - best_epoch >= cfg.patience
-            time_out = cfg.max_minutes is not None and elapsed / 60 >= cfg.max_minutes
-            stop = patience_out or time_out
+            stop = epoch - best_epoch >= cfg.patience or budget.spent()
         if world > 1:
             flag = torch.tensor([int(stop)], device=device)
             dist.broadcast(flag, 0)
@@ -308,7 +335,7 @@ def train(
         "split_file": "split.json", "dataset_hash": data.dataset_hash,
         "patients": {r: len(v) for r, v in roles.items()},
         "epochs_run": len(log), "best_epoch": best_epoch, "best_val_score": best_score,
-        "wall_time_s": round(time.time() - t_start, 1), "code_revision": code_revision(),
+        "wall_time_s": round(budget.elapsed(), 1), "code_revision": code_revision(),
         "device": str(device), "world_size": world, "torch": torch.__version__,
     }
     split = {"folds": folds, "k": cfg.k, "seed": cfg.split_seed, "dataset_hash": data.dataset_hash, "roles": roles}

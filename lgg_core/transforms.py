@@ -126,4 +126,6 @@ def training_batch(
     x = resize_input(scale_normalize(x), input_size)
     if task == "classify":
         return x, y.flatten(1).amax(1, keepdim=True)
+    if input_size is not None and y.shape[-1] != input_size:
+        y = (F.interpolate(y, size=(input_size, input_size), mode="area") > 0.5).float()
     return x, y

@@ -1,0 +1,31 @@
+# Hugging Face Docker Space (or any container host) serving the LGG dashboard on port 8501.
+# Build: docker build -t lgg-dashboard .    Run: docker run -p 8501:8501 lgg-dashboard
+FROM python:3.11-slim
+
+# Spaces run containers as uid 1000; a matching user owns the app, the HF cache and the exported ONNX files.
+RUN useradd --create-home --uid 1000 user
+USER user
+ENV HOME=/home/user \
+    PATH=/home/user/.local/bin:$PATH \
+    PYTHONPATH=/home/user/app \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /home/user/app
+
+# CPU-only torch/torchvision at the versions pinned in requirements.txt: the default Linux wheels pull ~3 GB of
+# CUDA libraries a CPU Space never uses. "==2.14.1" in requirements.txt is satisfied by "2.14.1+cpu", so the
+# next step keeps these. Installed first so dependency layers stay cached when only the code changes.
+RUN pip install --user --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1
+COPY --chown=user requirements.txt .
+RUN pip install --user -r requirements.txt
+
+COPY --chown=user . .
+# Serve the shipped models through ONNX Runtime: export each local catalog model beside its weights. The export
+# proves parity with PyTorch and fails the build otherwise; the .onnx files are derived, so git does not keep them.
+RUN python -m lgg_core.cli export-onnx --catalog
+
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:8501/_stcore/health', timeout=4)"
+CMD ["streamlit", "run", "streamlit_app.py", "--server.port=8501", "--server.address=0.0.0.0"]

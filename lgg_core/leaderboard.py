@@ -1,0 +1,103 @@
+"""The leaderboard: one row per model from its config and eval tables, per-patient and per-institution tables,
+CPU latency, and the Plotly figures of the Leaderboard page."""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+from lgg_core.app_data import EvalTables, ModelRecord
+from lgg_core.models import LGGModel
+from lgg_core.transforms import resize_input
+
+COLUMNS = [
+    "model", "arch", "task", "params", "fold", "patient_dice", "patient_dice_ci", "tumor_slice_dice", "iou",
+    "hd95", "assd", "accuracy", "auroc", "status",
+]
+
+
+def _fmt_ci(ci: list[float] | None) -> str:
+    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+
+
+def leaderboard_row(record: ModelRecord, tables: EvalTables | None, problem: str | None) -> dict:
+    """One leaderboard row; metrics are blank for a model that is missing or not evaluated (``status`` says why)."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(model=record.name, status=problem or "evaluated")
+    if record.ok:
+        training = record.config.get("training", {})
+        row.update(arch=record.config["arch"], task=record.config["task"], params=record.config.get("params"),
+                   fold=training.get("fold"))
+    if tables is None:
+        return row
+    raw = tables.summary["variants"]["raw"]
+    if record.task == "segment":
+        row.update(patient_dice=raw["patient_dice"], patient_dice_ci=_fmt_ci(raw.get("patient_dice_ci")),
+                   tumor_slice_dice=raw["tumor_slice_dice"], iou=raw["tumor_slice_iou"], hd95=raw["hd95"],
+                   assd=raw["assd"], accuracy=raw.get("presence_accuracy"))
+    else:
+        row.update(accuracy=raw["accuracy"], auroc=raw["auroc"])
+    return row
+
+
+def leaderboard(rows: list[dict]) -> pd.DataFrame:
+    """The table, segmenters by per-patient Dice then classifiers by AUROC, unevaluated models last."""
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    numeric = [c for c in COLUMNS if c not in ("model", "arch", "task", "patient_dice_ci", "status")]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    table["_rank"] = table["patient_dice"].fillna(table["auroc"])
+    return table.sort_values(["task", "_rank"], ascending=[False, False], na_position="last").drop(columns="_rank")
+
+
+def patient_dice(evals: dict[str, EvalTables]) -> pd.DataFrame:
+    """Long table (model, patient, institution, dice) of per-patient volume Dice, raw variant, segmenters only."""
+    parts = [
+        t.patients[t.patients["variant"] == "raw"].assign(model=name)[["model", "patient", "institution", "dice"]]
+        for name, t in evals.items() if t.patients is not None
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "patient", "institution", "dice"])
+
+
+def institution_breakdown(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Mean per-patient Dice and patient count per (model, institution)."""
+    return (per_patient.groupby(["model", "institution"], as_index=False)
+            .agg(dice=("dice", "mean"), patients=("patient", "nunique")))
+
+
+@torch.no_grad()
+def cpu_latency_ms(model: LGGModel, input_size: int | None = None, repeats: int = 5) -> float:
+    """Median wall time in ms of one forward pass on a single 256² slice on the CPU (after one warm-up)."""
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).to("cpu")  # leave the app's cached GPU model where it is
+    x = resize_input(torch.randn(1, 3, 256, 256), input_size)
+    model(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def dice_distribution_figure(per_patient: pd.DataFrame) -> go.Figure:
+    """Per-patient Dice of each model as a box with all points."""
+    fig = px.box(per_patient, x="model", y="dice", points="all", hover_data=["patient", "institution"],
+                 title="Per-patient Dice (held-out patients)")
+    return fig.update_yaxes(range=[0, 1.02])
+
+
+def scatter_figure(table: pd.DataFrame, x: str, y: str, title: str, log_x: bool = False) -> go.Figure:
+    """One labelled point per model (rows with a missing x or y are dropped)."""
+    data = table.dropna(subset=[x, y])
+    return px.scatter(data, x=x, y=y, text="model", log_x=log_x, title=title).update_traces(textposition="top center")
+
+
+def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
+    """Grouped bars: mean per-patient Dice per institution and model."""
+    return px.bar(breakdown, x="institution", y="dice", color="model", barmode="group", hover_data=["patients"],
+                  title="Mean per-patient Dice by institution").update_yaxes(range=[0, 1])

@@ -1,0 +1,68 @@
+"""Failure cases: false positives, false negatives and worst-Dice slices per model and for the gated pipeline."""
+from __future__ import annotations
+
+import streamlit as st
+
+from lgg_core.app_data import GATED_PREFIX, row_of
+from lgg_core.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
+from lgg_core.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
+from pages.common import dataset, eval_tables, gated_options, open_slice, slice_probs, usable
+
+st.title("Failure cases")
+st.caption("From each model's evaluation on its held-out patients (`eval/slices.csv`, no post-processing). The gated "
+           "pipeline's table is derived from its classifier's and segmenter's tables.")
+
+
+def evaluated_tables() -> dict:
+    """Raw per-slice tables of evaluated segmenters and of gated pipelines whose parts are both evaluated."""
+    tables = {}
+    for name, record in usable("segment").items():
+        t, _ = eval_tables(record)
+        if t is not None:
+            tables[name] = raw_slices(t.slices)
+    for name, (classifier, segmenter) in gated_options().items():
+        (c, _), (s, _) = eval_tables(classifier), eval_tables(segmenter)
+        if c is not None and s is not None:
+            tables[name] = gated_slices(c.slices, raw_slices(s.slices))
+    return tables
+
+
+tables = evaluated_tables()
+if not tables:
+    st.info("No evaluated segmenter yet: failure cases come from the eval/ tables that `lgg evaluate` writes.")
+    st.stop()
+
+left, right = st.columns([2, 1])
+name = left.selectbox("Model or pipeline", list(tables))
+found = counts(tables[name])
+kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({found[k]})")
+limit = right.slider("Show", 4, 48, 12, 4)
+st.caption(KINDS[kind])
+cases = failure_cases(tables[name], kind, limit)
+if cases.empty:
+    st.success(f"No {kind} for {name}.")
+    st.stop()
+
+data = dataset()
+missing = sorted(set(cases["patient"]) - set(data.patients if data is not None else []))
+if missing:
+    st.info(f"{len(missing)} patient(s) of these cases are not in the loaded data folder, so their slices show "
+            "metrics only; point the sidebar at a full kaggle_3m copy to see them.")
+columns = st.columns(4)
+for i, case in cases.iterrows():
+    with columns[i % 4]:
+        label = (f"**{case['patient']}** · slice {case['slice']}  \nDice {case['dice']:.3f} · "
+                 f"FP {case['fp']} px · FN {case['fn']} px")
+        row = row_of(data, case["patient"], int(case["slice"])) if data is not None else None
+        if row is not None:
+            base = channel_view(data.images[row])
+            pred = slice_probs(name, data, row) > 0.5
+            st.image(overlay(overlay(base, data.masks[row], GT_COLOR, "contour"), pred, PRED_COLOR, "contour"),
+                     width="stretch")
+            models = [name, gated_options()[name][1].name] if name.startswith(GATED_PREFIX) else [name]
+            a, b = st.columns(2)
+            if a.button("Compare", key=f"cmp{i}"):
+                open_slice("pages/compare.py", case["patient"], int(case["slice"]), models)
+            if b.button("Explain", key=f"exp{i}"):
+                open_slice("pages/explain.py", case["patient"], int(case["slice"]), models)
+        st.markdown(label)

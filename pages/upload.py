@@ -1,0 +1,68 @@
+"""Upload: predictions, Grad-CAM and downloads for one's own slice (.tif/.tiff, .png, .jpg, DICOM)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from lgg_core.explain import CAM_METHODS, ExplainError, explain, layer_options
+from lgg_core.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
+from lgg_core.upload import EXTENSIONS, UploadError, read_upload
+from pages.common import model, predict_masks, predictor, usable
+
+st.title("Upload a slice")
+st.markdown(
+    "Upload one axial brain-MRI slice. **Preprocessing:** 8-bit images keep their 0–255 intensities; 16-bit, float "
+    "and DICOM images are scaled to 0–255 (0.5th–99.5th percentile, after the DICOM rescale); a grayscale image is "
+    "copied into all three channels (the models expect pre-contrast, FLAIR, post-contrast); an alpha channel is "
+    "dropped; the slice is resized to 256×256; then, as in training, scaled to [0, 1] and ImageNet-normalized.")
+models = usable()
+if not models:
+    st.warning("No usable model in the catalog yet; see the Models page for what is missing.")
+    st.stop()
+
+upload = st.file_uploader("Slice file", type=[e.lstrip(".") for e in EXTENSIONS])
+chosen = st.multiselect("Models", list(models), default=list(models)[:2])
+if upload is None:
+    st.stop()
+try:
+    slice_ = read_upload(upload.name, upload.getvalue())
+except UploadError as err:
+    st.error(f"**{upload.name}** cannot be used: {err}")
+    st.stop()
+
+with st.expander(f"What was done to {upload.name} ({'x'.join(map(str, slice_.original_shape))}, "
+                 f"{slice_.original_dtype})", expanded=True):
+    st.markdown("\n".join(f"- {step}" for step in slice_.steps))
+base = channel_view(slice_.image, "all three as RGB")
+stem = Path(upload.name).stem
+columns = st.columns(4)
+columns[0].image(base, caption="Preprocessed input (RGB = the three channels)", width="stretch")
+with st.spinner("Predicting…"):
+    for i, name in enumerate(chosen, start=1):
+        record = models[name]
+        column = columns[i % 4]
+        if record.task == "classify":
+            prob = float(predictor(record).predict(slice_.image[None])[0])
+            column.metric(f"{name}: tumor probability", f"{prob:.3f}")
+            continue
+        mask = predict_masks(name, slice_.image[None])[0] > 0.5
+        picture = overlay(base, mask, PRED_COLOR, "fill", 0.45)
+        column.image(picture, caption=f"{name}: {int(mask.sum())} tumor pixels", width="stretch")
+        column.download_button("Overlay PNG", png_bytes(picture), f"{stem}_{name}_overlay.png", "image/png",
+                               key=f"ov-{name}")
+        column.download_button("Mask PNG", png_bytes(mask), f"{stem}_{name}_mask.png", "image/png", key=f"mask-{name}")
+
+st.subheader("Grad-CAM")
+cam_model = st.selectbox("Explain with", chosen or list(models))
+record = models[cam_model]
+net = model(record)
+method = st.selectbox("Method", list(CAM_METHODS))
+layer = st.selectbox("Target layer", layer_options(net))
+target = predict_masks(cam_model, slice_.image[None])[0] > 0.5 if record.task == "segment" else None
+try:
+    with st.spinner(f"Computing {method}…"):
+        result = explain(net, slice_.image, method, layer, target, None, record.input_size)
+    st.image(heatmap(base, result.cam), caption=f"{method} of {cam_model} at {layer}", width=384)
+except ExplainError as err:
+    st.info(str(err))

@@ -1,0 +1,131 @@
+"""End to end: headless Chromium (Debian's, driven by Playwright) against `streamlit run` on localhost.
+
+Screenshots of every step land in test-artifacts/e2e/.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from server import streamlit_command
+from zoo import build_tiny_zoo
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "test-artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+TIMEOUT_MS = 90_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not become healthy at {url}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    catalog = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
+    port = free_port()
+    env = {**os.environ, "LGG_CATALOG": str(catalog), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    env.pop("LGG_DATA_DIR", None)
+    log = (tmp_path_factory.getbasetemp() / "streamlit.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", *streamlit_command(port)], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    page.close()
+
+
+def settle(page: Page, name: str) -> None:
+    """Wait until Streamlit has finished running the script, check for tracebacks, keep a screenshot."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+PAGES = {"": "Leaderboard", "compare": "Compare models", "explain": "Explain a prediction",
+         "failures": "Failure cases", "upload": "Upload a slice", "models": "Model cards",
+         "patient": "Patient viewer"}
+
+
+def test_every_page_renders(page: Page, app_url: str) -> None:
+    for path, title in PAGES.items():
+        page.goto(f"{app_url}/{path}")
+        expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=TIMEOUT_MS)
+        settle(page, f"page-{path or 'leaderboard'}")
+    expect(page.get_by_text("Data folder (kaggle_3m)")).to_be_visible()
+
+
+def test_compare_picks_a_slice_and_models(page: Page, app_url: str) -> None:
+    page.goto(f"{app_url}/compare?patient=TCGA_HT_7855&slice=12&models=cnn-encdec")
+    expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "compare-one-model")
+    page.get_by_text("Models (2–6").locator("xpath=ancestor::div[@data-testid='stMultiSelect']").click()
+    page.get_by_role("option", name="unet-mini", exact=True).click()
+    page.keyboard.press("Escape")
+    expect(page.get_by_text("unet-mini · Dice")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("cnn-encdec · Dice")).to_be_visible()
+    settle(page, "compare-two-models")
+    assert "slice=12" in page.url and "unet-mini" in page.url
+
+
+def test_upload_a_tif_shows_predictions(page: Page, app_url: str, tmp_path: Path) -> None:
+    image = tifffile.imread(next((REPO / "demo/kaggle_3m").glob("TCGA_HT_7855_*/*_12.tif")))
+    path = tmp_path / "my_slice.tif"
+    tifffile.imwrite(path, np.asarray(image))
+    page.goto(f"{app_url}/upload")
+    expect(page.get_by_role("heading", name="Upload a slice").first).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator('input[type="file"]').set_input_files(str(path))
+    expect(page.get_by_text("tumor pixels").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Mask PNG").first).to_be_visible()
+    settle(page, "upload-tif")

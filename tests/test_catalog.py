@@ -1,0 +1,117 @@
+"""The model catalog: parsing, validation, resolving entries to artifact folders (Hub mocked at snapshot_download)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+
+from lgg_core.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
+from lgg_core.models import LGGModel
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def tiny_artifact(tmp_path: Path) -> Path:
+    folder = tmp_path / "artifacts" / "tiny"
+    LGGModel("cnn-encdec", {"base_width": 4}).save_pretrained(folder)
+    return folder
+
+
+def test_default_catalog_lists_shipped_local_models() -> None:
+    entries = load_catalog()
+    assert entries, "models.toml lists no models"
+    artifacts = DEFAULT_CATALOG.parent / "artifacts"
+    for entry in entries:
+        assert entry.repo_id is None and entry.path is not None
+        assert entry.path.parent == artifacts, f"{entry.name} should be a shipped artifact under {artifacts}"
+
+
+def test_catalog_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGG_CATALOG", str(_write(tmp_path, '[[model]]\nname = "a"\npath = "x"\n')))
+    assert load_catalog() == [CatalogEntry("a", tmp_path / "x")]
+
+
+def test_mixed_catalog(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"""
+[[model]]
+name = "local"
+path = "artifacts/tiny"
+
+[[model]]
+name = "hub"
+repo_id = "someone/lgg-unet"
+revision = "{SHA}"
+
+[[model]]
+name = "hub-main"
+repo_id = "someone/lgg-resnet18"
+""")
+    assert load_catalog(path) == [
+        CatalogEntry("local", (tmp_path / "artifacts" / "tiny").resolve()),
+        CatalogEntry("hub", repo_id="someone/lgg-unet", revision=SHA),
+        CatalogEntry("hub-main", repo_id="someone/lgg-resnet18"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('[[model]]\npath = "a"\n', "needs a name"),
+        ('[[model]]\nname = "a"\n', "exactly one of path or repo_id"),
+        ('[[model]]\nname = "a"\npath = "a"\nrepo_id = "o/a"\n', "exactly one of path or repo_id"),
+        ('[[model]]\nname = "a"\npath = "a"\n[[model]]\nname = "a"\npath = "b"\n', "duplicate name 'a'"),
+        ('[[model]]\nname = "a"\nrepo = "o/a"\n', "unknown keys repo"),
+        ('[[model]]\nname = "a"\npath = "a"\nrevision = "main"\n', "revision only applies to repo_id"),
+        ('[[model]]\nname = "a"\nrepo_id = "not a repo"\n', "invalid Hub repo id"),
+        ('[[model]]\nname = "a"\nrepo_id = "no-owner"\n', "owner/name"),
+        ('[[model]\n', "unreadable"),
+    ],
+)
+def test_invalid_catalogs(tmp_path: Path, body: str, fragment: str) -> None:
+    with pytest.raises(CatalogError, match="models.toml") as excinfo:
+        load_catalog(_write(tmp_path, body))
+    assert fragment in str(excinfo.value)
+
+
+def test_missing_catalog(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="not found"):
+        load_catalog(tmp_path / "nope.toml")
+
+
+def test_resolve_local_entry(tiny_artifact: Path, tmp_path: Path) -> None:
+    assert resolve_entry(CatalogEntry("tiny", tiny_artifact)) == tiny_artifact
+    with pytest.raises(CatalogError, match="'gone'.*does not exist"):
+        resolve_entry(CatalogEntry("gone", tmp_path / "gone"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CatalogError, match="'empty'.*lacks config.json, model.safetensors"):
+        resolve_entry(CatalogEntry("empty", tmp_path / "empty"))
+
+
+def test_resolve_hub_entry_pulls_pinned_revision(tiny_artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs) -> str:
+        calls.append((repo_id, kwargs["revision"], kwargs["local_files_only"]))
+        return str(tiny_artifact)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    entry = CatalogEntry("hub", repo_id="someone/lgg-unet", revision=SHA)
+    assert resolve_entry(entry) == tiny_artifact
+    assert resolve_entry(entry, local_files_only=True) == tiny_artifact
+    assert calls == [("someone/lgg-unet", SHA, False), ("someone/lgg-unet", SHA, True)]
+
+
+def test_resolve_hub_entry_offline_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline with an empty cache: the real snapshot_download, which never reaches the network here.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    entry = CatalogEntry("hub", repo_id="someone/lgg-unet", revision=SHA)
+    with pytest.raises(CatalogError, match=f"'hub'.*someone/lgg-unet@{SHA} is not in the Hugging Face cache"):
+        resolve_entry(entry, local_files_only=True)

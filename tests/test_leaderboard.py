@@ -1,0 +1,35 @@
+"""Leaderboard rows from artifact records, including the ones that cannot be shown yet."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lgg_core.app_data import EvalTables, ModelRecord, resolve_models
+from lgg_core.leaderboard import leaderboard, leaderboard_row
+
+
+def test_rows_sort_segmenters_by_dice_and_keep_broken_entries_last() -> None:
+    seg = {"task": "segment", "arch": "unet", "params": 10, "training": {"fold": 0}}
+    summary = lambda dice: {"variants": {"raw": {  # noqa: E731
+        "patient_dice": dice, "patient_dice_ci": [dice - 0.1, dice + 0.1], "tumor_slice_dice": dice,
+        "tumor_slice_iou": dice, "hd95": 3.0, "assd": 1.0, "presence_accuracy": 0.9}}}
+    rows = [
+        leaderboard_row(ModelRecord("a", Path("a"), seg), EvalTables(summary(0.6), pd.DataFrame(), None), None),
+        leaderboard_row(ModelRecord("missing", None, problem="gone"), None, "gone"),
+        leaderboard_row(ModelRecord("b", Path("b"), seg), EvalTables(summary(0.8), pd.DataFrame(), None), None),
+    ]
+    table = leaderboard(rows)
+    assert table["model"].tolist() == ["b", "a", "missing"]
+    assert table.set_index("model").loc["b", "patient_dice_ci"] == "0.700–0.900"
+    assert table.set_index("model").loc["missing", "status"] == "gone"
+
+
+def test_resolve_models_reports_missing_and_hub_entries(tmp_path: Path) -> None:
+    (tmp_path / "models.toml").write_text('[[model]]\nname = "x"\npath = "x"\n\n'
+                                          '[[model]]\nname = "h"\nrepo_id = "u/r"\n')
+    records, problem = resolve_models(tmp_path / "models.toml")
+    assert problem is None
+    assert [r.ok for r in records] == [False, False]
+    assert "does not exist" in records[0].problem and "Hub" in records[1].problem
+    assert resolve_models(tmp_path / "nope.toml")[1].startswith("model catalog")

@@ -1,0 +1,169 @@
+"""End to end on the real 6-patient sample: train -> artifact -> evaluate, resume after a kill, config errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+
+import lgg_core.training as training
+from lgg_core.artifacts import load_artifact
+from lgg_core.evaluate import evaluate
+from lgg_core.inference import predict
+from lgg_core.splits import load_split
+from lgg_core.training import TrainConfig, train
+from train.__main__ import main as train_main
+
+TINY = dict(k=3, epochs=2, batch_size=4, limit_train_batches=2, crop=128)
+
+
+@pytest.fixture(scope="module")
+def trained(sample_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts") / "unet-mini"
+    return train(TrainConfig(arch="unet-mini", **TINY), sample_data, out, progress=False)
+
+
+def test_artifact_holds_weights_config_split_log_and_card(trained: Path, sample_data) -> None:
+    names = {p.name for p in trained.iterdir()}
+    assert {"config.json", "model.safetensors", "split.json", "epochs.csv", "README.md"} <= names
+    config = json.loads((trained / "config.json").read_text())
+    t = config["training"]
+    assert config["arch"] == "unet-mini" and config["task"] == "segment"
+    assert t["fold"] == 0 and t["epochs_run"] == 2 and t["split_file"] == "split.json"
+    assert t["dataset_hash"] == sample_data.dataset_hash and t["wall_time_s"] > 0 and t["code_revision"]
+    assert len(pd.read_csv(trained / "epochs.csv")) == 2
+
+
+def test_split_beside_artifact_is_patient_level(trained: Path, sample_data) -> None:
+    split = load_split(trained / "split.json")
+    roles = {k: set(v) for k, v in split["roles"].items()}
+    assert not roles["train"] & roles["test"] and not roles["val"] & roles["test"] and not roles["train"] & roles["val"]
+    assert roles["train"] | roles["val"] | roles["test"] == set(sample_data.patients)
+    assert roles["test"] == {p for p, f in split["folds"].items() if f == 0}
+
+
+def test_artifact_reloads_to_identical_predictions(trained: Path, sample_data) -> None:
+    model, config = load_artifact(trained)
+    again, _ = load_artifact(trained)
+    images = sample_data.images[:4]
+    np.testing.assert_array_equal(predict(model, images, "segment"), predict(again, images, "segment"))
+
+
+def test_evaluate_writes_consistent_tables(trained: Path, sample_data) -> None:
+    summary = evaluate(trained, sample_data)
+    test = load_split(trained / "split.json")["roles"]["test"]
+    slices = pd.read_csv(trained / "eval" / "slices.csv")
+    patients = pd.read_csv(trained / "eval" / "patients.csv")
+    n = len(sample_data.rows(test))
+    assert len(slices) == 3 * n and set(slices["variant"]) == {"raw", "lcc", "tta"}
+    assert set(slices["patient"]) == set(test)
+    # The per-patient volume Dice must agree with the per-slice pixel counts it is made of.
+    raw = slices[slices["variant"] == "raw"].groupby("patient")[["tp", "fp", "fn"]].sum()
+    expected = (2 * raw.tp / (2 * raw.tp + raw.fp + raw.fn)).where(raw.tp + raw.fp + raw.fn > 0, 1.0)
+    got = patients[patients["variant"] == "raw"].set_index("patient")["dice"]
+    np.testing.assert_allclose(got.sort_index(), expected.sort_index(), atol=1e-9)
+    raw_summary = summary["variants"]["raw"]
+    assert raw_summary["patient_dice"] == pytest.approx(got.mean())
+    low, high = raw_summary["patient_dice_ci"]
+    assert low <= raw_summary["patient_dice"] <= high
+    card = ModelCard.load(trained / "README.md")
+    results = card.data.eval_results
+    assert {r.metric_type for r in results} == {"patient_dice", "tumor_slice_dice", "hd95"}
+
+
+def test_classifier_trains_and_evaluates(sample_data, tmp_path: Path) -> None:
+    cfg = TrainConfig(arch="resnet18", loss="bce", pos_weight="auto", input_size=128, **{**TINY, "epochs": 1})
+    out = train(cfg, sample_data, tmp_path / "resnet18", progress=False)
+    summary = evaluate(out, sample_data)
+    assert summary["task"] == "classify"
+    raw = summary["variants"]["raw"]
+    assert raw["tp"] + raw["fp"] + raw["tn"] + raw["fn"] == raw["slices"]
+    assert json.loads((out / "config.json").read_text())["training"]["pos_weight_value"] > 1
+
+
+def test_resume_after_kill_replays_the_same_run(sample_data, tmp_path: Path, monkeypatch) -> None:
+    cfg = TrainConfig(arch="cnn-encdec", **TINY)
+    straight = train(cfg, sample_data, tmp_path / "straight", progress=False)
+
+    real_save = training.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt  # the process is killed right after epoch 0 is checkpointed
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, sample_data, tmp_path / "resumed", progress=False)
+    assert not (tmp_path / "resumed").exists()  # nothing half-written where the artifact goes
+    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    resumed = train(cfg, sample_data, tmp_path / "resumed", progress=False)
+
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(straight / "epochs.csv").drop(columns=["train_seconds", "seconds"]),
+        pd.read_csv(resumed / "epochs.csv").drop(columns=["train_seconds", "seconds"]),
+    )
+
+
+def test_resume_refuses_a_different_config(sample_data, tmp_path: Path) -> None:
+    train(TrainConfig(arch="cnn-encdec", **{**TINY, "epochs": 1}), sample_data, tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(TrainConfig(arch="cnn-encdec", **{**TINY, "epochs": 1, "lr": 0.1}), sample_data, tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"arch": "unet", "bogus": 1}, "unknown config keys"), ({"arch": "unet", "loss": "l2"}, "unknown loss")],
+)
+def test_bad_config_is_rejected(values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
+
+
+def test_cli_unknown_model_is_a_clear_error(capsys, sample_root) -> None:
+    assert train_main(["no-such-net", "--data-dir", str(sample_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'no-such-net'") and "unet-mini" in err and "Traceback" not in err
+
+
+def test_cli_bad_data_dir_is_a_clear_error(capsys, tmp_path: Path) -> None:
+    assert train_main(["unet-mini", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_trains_with_overrides(sample_root, tmp_path: Path) -> None:
+    out = tmp_path / "cli-model"
+    args = ["cnn-encdec", "--data-dir", str(sample_root), "--out", str(out), "--epochs", "1", "--no-progress",
+            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4"]
+    assert train_main(args) == 0
+    t = json.loads((out / "config.json").read_text())["training"]
+    assert (t["epochs"], t["k"], t["batch_size"]) == (1, 3, 4)
+
+
+def test_shipped_configs_are_valid() -> None:
+    from train.__main__ import CONFIG_DIR, load_config
+    from lgg_core.models import list_models
+
+    configs = sorted(CONFIG_DIR.glob("*.toml"))
+    assert configs
+    for path in configs:
+        cfg = TrainConfig.from_dict(load_config(str(path)))
+        assert cfg.arch in list_models(), path
+
+
+def test_segmenter_trained_on_downsized_slices_predicts_full_size(sample_data, tmp_path: Path) -> None:
+    cfg = TrainConfig(arch="cnn-encdec", input_size=128, **{**TINY, "epochs": 1, "crop": None})
+    out = train(cfg, sample_data, tmp_path / "small", progress=False)
+    model, config = load_artifact(out)
+    probs = predict(model, sample_data.images[:3], "segment", input_size=config["training"]["input_size"])
+    assert probs.shape == (3, 256, 256)
+    assert evaluate(out, sample_data)["variants"]["raw"]["slices"] == len(
+        sample_data.rows(load_split(out / "split.json")["roles"]["test"]))
