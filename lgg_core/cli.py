@@ -139,6 +139,25 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Print markdown tables of every evaluated catalog model (the README's results tables)."""
+    from lgg_core.app_data import read_eval, resolve_models
+    from lgg_core.leaderboard import markdown_tables
+
+    records, problem = resolve_models(args.catalog)
+    if problem:
+        raise ValueError(problem)
+    evaluated = []
+    for record in records:
+        tables, why = read_eval(record)
+        if tables is None:
+            print(f"skipped {record.name}: {why}", file=sys.stderr)
+        else:
+            evaluated.append((record, tables))
+    print(markdown_tables(evaluated))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lgg`` parser; each subparser sets ``func`` to its ``cmd_*`` handler."""
     parser = argparse.ArgumentParser(
@@ -170,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("artifacts", nargs="+", help="artifact folders")
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    board = commands.add_parser("leaderboard", help="markdown tables of the evaluated catalog models")
+    board.add_argument("--catalog", help="catalog file (default: $LGG_CATALOG or models.toml)")
+    board.set_defaults(func=cmd_leaderboard)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")
     push.add_argument("artifact", help="artifact folder")

@@ -101,3 +101,52 @@ def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
     """Grouped bars: mean per-patient Dice per institution and model."""
     return px.bar(breakdown, x="institution", y="dice", color="model", barmode="group", hover_data=["patients"],
                   title="Mean per-patient Dice by institution").update_yaxes(range=[0, 1])
+
+
+def _ci_text(value: float, ci: list[float]) -> str:
+    return f"{value:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
+
+
+def _training_text(record: ModelRecord) -> str:
+    t = record.config["training"]
+    parts = [f"{t['crop']}² crops" if t.get("crop") else f"whole slice at {t.get('input_size') or 256}²"]
+    if record.config.get("arch_kwargs", {}).get("standardize"):
+        parts.append("per-slice std.")
+    if t.get("pos_weight") is not None:
+        parts.append(f"pos_weight {t['pos_weight']}")
+    return f"{', '.join(parts)}, {t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min"
+
+
+def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
+    """README tables of evaluated models: segmenters by per-patient Dice, then classifiers by AUROC.
+
+    Each row names the command that reproduces it (``train/zoo.sh <name>`` trains with ``train/configs/<name>.toml``
+    on fold 0 and evaluates on the held-out patients).
+    """
+    seg = sorted((p for p in evaluated if p[0].task == "segment"),
+                 key=lambda p: -p[1].summary["variants"]["raw"]["patient_dice"])
+    cls = sorted((p for p in evaluated if p[0].task == "classify"),
+                 key=lambda p: -p[1].summary["variants"]["raw"]["auroc"])
+    lines = ["| segmenter | params | training (CPU) | per-patient Dice (95% CI) | + largest component | "
+             "tumor-slice Dice (95% CI) | HD95 px | slice presence acc. | reproduce |", "|---|---:|---|---|---|---|---:|---:|---|"]
+    for record, tables in seg:
+        v = tables.summary["variants"]
+        raw, lcc = v["raw"], v["lcc"]
+        lines.append(
+            f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M | {_training_text(record)} "
+            f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
+            f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
+            f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
+            f"| {raw['presence_accuracy']:.3f} | `train/zoo.sh {record.name}` |")
+    if cls:
+        lines += ["", "| classifier | params | training (CPU) | accuracy (95% CI) | AUROC (95% CI) | F1 | reproduce |",
+                  "|---|---:|---|---|---|---:|---|"]
+        for record, tables in cls:
+            raw = tables.summary["variants"]["raw"]
+            t = record.config["training"]
+            lines.append(
+                f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M "
+                f"| whole slice at {t.get('input_size') or 256}², {t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min "
+                f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
+                f"| {raw['f1']:.3f} | `train/zoo.sh {record.name}` |")
+    return "\n".join(lines)

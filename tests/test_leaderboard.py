@@ -33,3 +33,22 @@ def test_resolve_models_reports_missing_and_hub_entries(tmp_path: Path) -> None:
     assert [r.ok for r in records] == [False, False]
     assert "does not exist" in records[0].problem and "Hub" in records[1].problem
     assert resolve_models(tmp_path / "nope.toml")[1].startswith("model catalog")
+
+
+def test_cli_leaderboard_prints_the_readme_tables(tmp_path_factory, capsys) -> None:
+    import json
+
+    from e2e.zoo import build_tiny_zoo
+
+    from lgg_core.cli import main
+
+    catalog = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
+    assert main(["leaderboard", "--catalog", str(catalog)]) == 0
+    out = capsys.readouterr()
+    rows = {line.split("`")[1]: line for line in out.out.splitlines() if line.startswith("| `")}
+    assert set(rows) == {"cnn-encdec", "unet-mini", "resnet18"}
+    summary = json.loads((catalog.parent / "cnn-encdec" / "eval" / "summary.json").read_text())
+    raw = summary["variants"]["raw"]
+    assert f"| {raw['patient_dice']:.3f} ({raw['patient_dice_ci'][0]:.3f}–" in rows["cnn-encdec"]
+    assert "`train/zoo.sh cnn-encdec`" in rows["cnn-encdec"]
+    assert "skipped not-evaluated" in out.err and "skipped not-trained-yet" in out.err

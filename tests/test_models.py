@@ -182,3 +182,25 @@ def test_fp16_save_halves_file_and_loads_back(tmp_path) -> None:
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x = _inputs(1)
     torch.testing.assert_close(loaded(x), model(x), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["unet-mini", "resnet18", "gated"])
+def test_standardize_makes_output_invariant_to_scan_brightness(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, standardize=True).eval()
+    plain = create_model(name).eval()
+    plain.load_state_dict(model.state_dict())  # same weights, same keys: the hook adds no parameters
+    x = torch.randn(2, 3, 128, 128)
+    darker = 0.3 * x - 1.2  # the same slice from a darker scan (any positive per-channel affine change)
+    with torch.no_grad():
+        torch.testing.assert_close(model(darker), model(x), rtol=1e-3, atol=1e-3)
+        assert not torch.allclose(plain(darker), plain(x), atol=1e-3)
+
+
+def test_standardize_survives_save_and_load(tmp_path) -> None:
+    model = LGGModel("unet-mini", {"standardize": True}).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = LGGModel.from_pretrained(tmp_path / "m")
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(0.5 * x + 2), model(x), rtol=1e-3, atol=1e-3)

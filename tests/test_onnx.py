@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -52,6 +53,21 @@ def test_export_parity(arch: str, tmp_path: Path) -> None:
     assert batch_dim.dim_param and not batch_dim.dim_value
     diff, tolerance = max_abs_diff(model, path, input_size=128, batch=1, seed=1)
     assert diff <= tolerance
+
+
+def test_export_keeps_slice_standardization(tmp_path: Path) -> None:
+    # The standardization is a forward pre-hook: the exported graph must contain it, so a darker scan gives the
+    # same ONNX output as the original.
+    torch.manual_seed(0)
+    model = LGGModel("unet-mini", {"standardize": True}).eval()
+    path = export_model(model, tmp_path / "m.onnx", input_size=128)
+    diff, tolerance = max_abs_diff(model, path, input_size=128, batch=2)
+    assert diff <= tolerance
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    name = session.get_inputs()[0].name
+    out, darker = (session.run(None, {name: v})[0] for v in (x, (0.4 * x - 1).astype(np.float32)))
+    np.testing.assert_allclose(darker, out, rtol=1e-3, atol=1e-3)
 
 
 def _train(sample_data, root: Path, arch: str, **kwargs) -> Path:

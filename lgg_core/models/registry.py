@@ -61,9 +61,33 @@ def get_entry(name: str) -> ModelEntry:
         raise KeyError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with builder ``kwargs`` (random init, no downloads by default)."""
-    return get_entry(name).builder(**kwargs)
+def standardize_slices(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per slice and channel.
+
+    Scanners and protocols differ in overall FLAIR brightness: with one global normalization, a tumor that is bright
+    for its own scan can be darker than healthy tissue of another, and is missed. Because this is invariant to any
+    per-channel affine intensity change, it can run after the global normalization, inside the model.
+    """
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
+def _standardize_hook(module: nn.Module, args: tuple) -> tuple:
+    return (standardize_slices(args[0]), *args[1:])
+
+
+def create_model(name: str, standardize: bool = False, **kwargs) -> nn.Module:
+    """Build the registered model ``name`` with builder ``kwargs`` (random init, no downloads by default).
+
+    ``standardize=True`` makes the model standardize each input slice per channel first (see
+    :func:`standardize_slices`); it is a forward pre-hook, so weights and layer names are those of the plain model,
+    and it travels in ``arch_kwargs`` wherever the model is saved or exported.
+    """
+    net = get_entry(name).builder(**kwargs)
+    if standardize:
+        net.register_forward_pre_hook(_standardize_hook)
+    return net
 
 
 def list_models(task: str | None = None) -> list[str]:
