@@ -169,6 +169,21 @@ def dataset() -> LGGData | None:
     return None
 
 
+def require_models(options, kind: str = "model") -> None:
+    """Stop the page with a pointer to the Models page when the catalog has no usable ``kind`` yet."""
+    if not options:
+        st.warning(f"No usable {kind} in the catalog yet; see the Models page for what is missing.")
+        st.stop()
+
+
+def require_data() -> LGGData:
+    """The loaded dataset; stops the page when there is none (``dataset`` has already said why)."""
+    data = dataset()
+    if data is None:
+        st.stop()
+    return data
+
+
 def init_state() -> None:
     """Seed the shared selections from the URL once per session."""
     if st.session_state.get("_state_ready"):

@@ -5,16 +5,12 @@ import streamlit as st
 
 from lgg_core.metrics import slice_metrics
 from lgg_core.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, disagreement, heatmap, overlay
-from pages.common import dataset, pick_models, pick_patient, pick_slice, segmenter_options, share, slice_probs
+from pages.common import require_data, require_models, pick_models, pick_patient, pick_slice, segmenter_options, share, slice_probs
 
 st.title("Compare models on one slice")
-data = dataset()
+data = require_data()
 options = segmenter_options()
-if data is None:
-    st.stop()
-if len(options) < 1:
-    st.warning("No usable segmenter in the catalog yet; see the Models page for what is missing.")
-    st.stop()
+require_models(options, "segmenter")
 
 controls, settings = st.columns([2, 1])
 with controls:

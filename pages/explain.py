@@ -5,18 +5,14 @@ import streamlit as st
 
 from lgg_core.explain import CAM_METHODS, ExplainError, explain, layer_options
 from lgg_core.overlay import GT_COLOR, VIEWS, channel_view, heatmap, overlay
-from pages.common import dataset, model, pick_patient, pick_slice, slice_probs, usable
+from pages.common import require_data, require_models, model, pick_patient, pick_slice, slice_probs, usable
 
 st.title("Explain a prediction")
 st.caption("Classifiers are explained for their tumor logit; segmenters for the sum of tumor logits inside a mask "
            "(pytorch-grad-cam's SemanticSegmentationTarget), either their own prediction or the ground truth.")
-data = dataset()
+data = require_data()
 models = usable()
-if data is None:
-    st.stop()
-if not models:
-    st.warning("No usable model in the catalog yet; see the Models page for what is missing.")
-    st.stop()
+require_models(models, "model")
 
 left, right = st.columns([2, 1])
 with left:

@@ -6,16 +6,12 @@ import streamlit as st
 
 from lgg_core.metrics import batch_slice_metrics
 from lgg_core.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, overlay
-from pages.common import dataset, patient_probs, pick_patient, pick_slice, segmenter_options
+from pages.common import require_data, require_models, patient_probs, pick_patient, pick_slice, segmenter_options
 
 st.title("Patient viewer")
-data = dataset()
+data = require_data()
 options = segmenter_options()
-if data is None:
-    st.stop()
-if not options:
-    st.warning("No usable segmenter in the catalog yet; see the Models page for what is missing.")
-    st.stop()
+require_models(options, "segmenter")
 
 left, right = st.columns([2, 1])
 with left:

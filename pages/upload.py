@@ -8,7 +8,7 @@ import streamlit as st
 from lgg_core.explain import CAM_METHODS, ExplainError, explain, layer_options
 from lgg_core.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
 from lgg_core.upload import EXTENSIONS, UploadError, read_upload
-from pages.common import model, predict_masks, predictor, usable
+from pages.common import model, predict_masks, predictor, require_models, usable
 
 st.title("Upload a slice")
 st.markdown(
@@ -17,9 +17,7 @@ st.markdown(
     "copied into all three channels (the models expect pre-contrast, FLAIR, post-contrast); an alpha channel is "
     "dropped; the slice is resized to 256×256; then, as in training, scaled to [0, 1] and ImageNet-normalized.")
 models = usable()
-if not models:
-    st.warning("No usable model in the catalog yet; see the Models page for what is missing.")
-    st.stop()
+require_models(models)
 
 upload = st.file_uploader("Slice file", type=[e.lstrip(".") for e in EXTENSIONS])
 chosen = st.multiselect("Models", list(models), default=list(models)[:2])

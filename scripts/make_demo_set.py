@@ -1,7 +1,7 @@
 """Build the bundled demo set: full volumes of a few held-out (fold-0 test) patients, zlib-compressed.
 
 Example:
-    python scripts/make_demo_set.py --source /work/data/kaggle_3m --split artifacts/resnet18/split.json --out demo
+    python scripts/make_demo_set.py --source /path/to/kaggle_3m --split artifacts/resnet18/split.json --out demo
 
 Only patients listed in the split's ``roles.test`` are accepted, so the shipped models never trained on the demo.
 """
