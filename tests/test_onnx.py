@@ -166,3 +166,20 @@ def test_export_artifact_rejects_parity_failure(artifacts: dict[str, Path], tmp_
     with pytest.raises(OnnxBackendError, match="differs from PyTorch by 0.5"):
         export_artifact(folder)
     assert not (folder / ONNX_FILE).exists()
+
+
+def test_dashboard_serves_through_onnx_runtime_once_exported(artifacts: dict[str, Path], tmp_path: Path,
+                                                              sample_data, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgg_core.app_data import ModelRecord, load_predictor_for
+    from lgg_core.models import read_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU host, as on a Space
+    folder = shutil.copytree(artifacts["segment"], tmp_path / "m", ignore=shutil.ignore_patterns("model.onnx"))
+    record = ModelRecord("m", folder, read_config(folder))
+    assert load_predictor_for(record).backend == "pytorch"
+    assert main(["export-onnx", str(folder)]) == 0
+    served = load_predictor_for(record)
+    assert served.backend == "onnxruntime"
+    images = sample_data.images[:4]
+    np.testing.assert_allclose(served.predict(images), load_predictor(folder, backend="pytorch").predict(images),
+                               atol=1e-4)
