@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from lgg_core.app_data import EvalTables, ModelRecord
+from lgg_core.failures import gated_slices, raw_slices
 from lgg_core.models import LGGModel
 from lgg_core.transforms import resize_input
 
@@ -117,27 +118,40 @@ def _training_text(record: ModelRecord) -> str:
     return f"{', '.join(parts)}, {t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min"
 
 
+def gated_patient_dice(classifier: EvalTables, segmenter: EvalTables) -> float:
+    """Mean per-patient volume Dice of the classifier-gated segmenter, exactly, from the two slice tables."""
+    table = gated_slices(classifier.slices, raw_slices(segmenter.slices))
+    sums = table.groupby("patient")[["tp", "fp", "fn"]].sum()
+    total = 2 * sums["tp"] + sums["fp"] + sums["fn"]
+    return float((2 * sums["tp"] / total.where(total > 0)).fillna(1.0).mean())
+
+
 def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
     """README tables of evaluated models: segmenters by per-patient Dice, then classifiers by AUROC.
 
-    Each row names the command that reproduces it (``train/zoo.sh <name>`` trains with ``train/configs/<name>.toml``
-    on fold 0 and evaluates on the held-out patients).
+    Segmenter rows also give the per-patient Dice of the pipeline gated by the best classifier. Each row names the
+    command that reproduces it (``train/zoo.sh <name>`` trains with ``train/configs/<name>.toml`` on fold 0 and
+    evaluates on the held-out patients).
     """
     seg = sorted((p for p in evaluated if p[0].task == "segment"),
                  key=lambda p: -p[1].summary["variants"]["raw"]["patient_dice"])
     cls = sorted((p for p in evaluated if p[0].task == "classify"),
                  key=lambda p: -p[1].summary["variants"]["raw"]["auroc"])
+    gate = cls[0] if cls else None
+    gate_header = f" gated by {gate[0].name} |" if gate else ""
     lines = ["| segmenter | params | training (CPU) | per-patient Dice (95% CI) | + largest component | "
-             "tumor-slice Dice (95% CI) | HD95 px | slice presence acc. | reproduce |", "|---|---:|---|---|---|---|---:|---:|---|"]
+             f"tumor-slice Dice (95% CI) | HD95 px | slice presence acc. |{gate_header} reproduce |",
+             "|---|---:|---|---|---|---|---:|---:|" + ("---:|" if gate else "") + "---|"]
     for record, tables in seg:
         v = tables.summary["variants"]
         raw, lcc = v["raw"], v["lcc"]
+        gated = f" {gated_patient_dice(gate[1], tables):.3f} |" if gate else ""
         lines.append(
             f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M | {_training_text(record)} "
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
-            f"| {raw['presence_accuracy']:.3f} | `train/zoo.sh {record.name}` |")
+            f"| {raw['presence_accuracy']:.3f} |{gated} `train/zoo.sh {record.name}` |")
     if cls:
         lines += ["", "| classifier | params | training (CPU) | accuracy (95% CI) | AUROC (95% CI) | F1 | reproduce |",
                   "|---|---:|---|---|---|---:|---|"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lgg_core.app_data import EvalTables, ModelRecord, resolve_models
 from lgg_core.leaderboard import leaderboard, leaderboard_row
@@ -50,5 +51,19 @@ def test_cli_leaderboard_prints_the_readme_tables(tmp_path_factory, capsys) -> N
     summary = json.loads((catalog.parent / "cnn-encdec" / "eval" / "summary.json").read_text())
     raw = summary["variants"]["raw"]
     assert f"| {raw['patient_dice']:.3f} ({raw['patient_dice_ci'][0]:.3f}–" in rows["cnn-encdec"]
-    assert "`train/zoo.sh cnn-encdec`" in rows["cnn-encdec"]
+    assert "`train/zoo.sh cnn-encdec`" in rows["cnn-encdec"] and "| gated by resnet18 |" in out.out
     assert "skipped not-evaluated" in out.err and "skipped not-trained-yet" in out.err
+
+
+def test_gated_patient_dice_by_hand() -> None:
+    from lgg_core.leaderboard import gated_patient_dice
+
+    keys = {"patient": ["p", "p", "q"], "slice": [1, 2, 1]}
+    seg = pd.DataFrame({**keys, "variant": "raw", "tp": [8, 2, 0], "fp": [0, 2, 3], "fn": [2, 0, 0],
+                        "true_tumor": [True, True, False], "pred_tumor": [True, True, True],
+                        "dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0, "hd95": 0.0, "assd": 0.0})
+    # The classifier rejects p's second slice (its 2 tumor pixels become misses) and q's tumor-free slice.
+    cls = pd.DataFrame({**keys, "prob": [0.9, 0.1, 0.2]})
+    tables = lambda slices: EvalTables({}, slices, None)  # noqa: E731
+    # p: tp 8, fp 0, fn 2 + 2 -> 16 / 20; q: nothing predicted, nothing there -> 1.
+    assert gated_patient_dice(tables(cls), tables(seg)) == pytest.approx((16 / 20 + 1.0) / 2)
