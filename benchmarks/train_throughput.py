@@ -62,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_fast_bf16()}, "
           f"batch {args.batch} at {args.size}x{args.size}, median of {args.steps} steps\n")
-    print(f"| model | naive fp32 (img/s) | channels_last + bf16 (img/s) | ratio |\n|---|---|---|---|")
+    print("| model | naive fp32 (img/s) | channels_last + bf16 (img/s) | ratio |\n|---|---|---|---|")
     for name in args.models.split(","):
         r = measure(name, args.size, args.batch, args.steps, args.warmup)
         print(f"| {name} | {r['naive']:.1f} | {r['fast']:.1f} | {r['ratio']:.2f}x |", flush=True)

@@ -1,7 +1,6 @@
 """Training any registry entry on one patient-level fold, with resume, early stopping and a Hub-format artifact."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
