@@ -21,8 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from lgg_core.app_data import DEMO_DIR  # noqa: E402
-from lgg_core.cache import load_dataset  # noqa: E402
+from lgg_core.serving.records import DEMO_DIR  # noqa: E402
+from lgg_core.data.cache import load_dataset  # noqa: E402
 from lgg_core.models import LGGModel, count_parameters  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")

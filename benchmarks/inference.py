@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lgg_core.models import LGGModel, get_entry
-from lgg_core.onnx_backend import OnnxPredictor, TorchPredictor, export_artifact
+from lgg_core.serving.onnx_backend import OnnxPredictor, TorchPredictor, export_artifact
 
 BATCHES = (1, 16)
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from lgg_core.device import autocast, cpu_has_fast_bf16
+from lgg_core.serving.device import autocast, cpu_has_fast_bf16
 from lgg_core.models import create_model
 
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lgg_core.cache import LGGData, load_dataset
-from lgg_core.data import DATA_DIR_ENV, DatasetError, read_metadata
-from lgg_core.download import download_dataset
-from lgg_core.splits import fold_summary, make_folds, save_split
+from lgg_core.data.cache import LGGData, load_dataset
+from lgg_core.data.reader import DATA_DIR_ENV, DatasetError, read_metadata
+from lgg_core.data.download import download_dataset
+from lgg_core.data.splits import fold_summary, make_folds, save_split
 
 
 def _at_least_two(text: str) -> int:
@@ -84,7 +84,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate artifacts on their held-out patients and store eval/ tables in each folder."""
-    from lgg_core.evaluate import evaluate, metrics_markdown
+    from lgg_core.evaluation.evaluator import evaluate, metrics_markdown
 
     data = _load(args)
     for path in args.artifacts:
@@ -95,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """Upload an artifact folder to a Hub model repo (created if needed) and print the commit."""
-    from lgg_core.hub import push
+    from lgg_core.serving.hub import push
 
     result = push(args.artifact, args.repo_id, revision=args.revision, private=args.private,
                   include_onnx=args.with_onnx, commit_message=args.message)
@@ -106,14 +106,14 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def _catalog_entries(catalog: str | None, hub: bool) -> list:
-    from lgg_core.catalog import load_catalog
+    from lgg_core.serving.catalog import load_catalog
 
     return [entry for entry in load_catalog(catalog) if (entry.repo_id is not None) == hub]
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     """Download Hub model repos at a revision into the HF cache and print each local folder."""
-    from lgg_core.hub import pull
+    from lgg_core.serving.hub import pull
 
     targets = [(repo_id, args.revision) for repo_id in args.repo_ids]
     if args.catalog is not None:
@@ -127,7 +127,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     """Export artifacts to model.onnx beside their weights, checking parity with PyTorch."""
-    from lgg_core.onnx_backend import export_artifact
+    from lgg_core.serving.onnx_backend import export_artifact
 
     folders = list(args.artifacts)
     if args.catalog is not None:
@@ -141,8 +141,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Print markdown tables of every evaluated catalog model (the README's results tables)."""
-    from lgg_core.app_data import read_eval, resolve_models
-    from lgg_core.leaderboard import markdown_tables
+    from lgg_core.serving.records import read_eval, resolve_models
+    from lgg_core.evaluation.leaderboard import markdown_tables
 
     records, problem = resolve_models(args.catalog)
     if problem:

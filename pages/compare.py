@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lgg_core.metrics import slice_metrics
-from lgg_core.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, disagreement, heatmap, overlay
-from pages.common import require_data, require_models, pick_models, pick_patient, pick_slice, segmenter_options, share, slice_probs
+from lgg_core.evaluation.metrics import slice_metrics
+from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, disagreement, heatmap, overlay
+from lgg_core.app.state import require_data, require_models, pick_models, pick_patient, pick_slice, segmenter_options, share, slice_probs
 
 st.title("Compare models on one slice")
 data = require_data()

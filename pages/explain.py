@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lgg_core.explain import CAM_METHODS, ExplainError, explain, layer_options
-from lgg_core.overlay import GT_COLOR, VIEWS, channel_view, heatmap, overlay
-from pages.common import require_data, require_models, model, pick_patient, pick_slice, slice_probs, usable
+from lgg_core.explain.cam import CAM_METHODS, ExplainError, explain, layer_options
+from lgg_core.app.overlay import GT_COLOR, VIEWS, channel_view, heatmap, overlay
+from lgg_core.app.state import require_data, require_models, model, pick_patient, pick_slice, slice_probs, usable
 
 st.title("Explain a prediction")
 st.caption("Classifiers are explained for their tumor logit; segmenters for the sum of tumor logits inside a mask "

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lgg_core.app_data import GATED_PREFIX, row_of
-from lgg_core.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
-from lgg_core.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
-from pages.common import dataset, eval_tables, gated_options, open_slice, slice_probs, usable
+from lgg_core.serving.records import GATED_PREFIX, row_of
+from lgg_core.evaluation.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
+from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
+from lgg_core.app.state import dataset, eval_tables, gated_options, open_slice, slice_probs, usable
 
 st.title("Failure cases")
 st.caption("From each model's evaluation on its held-out patients (`eval/slices.csv`, no post-processing). The gated "

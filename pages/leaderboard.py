@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lgg_core import leaderboard as lb
-from pages.common import eval_tables, model, records, show_model_problems
+from lgg_core.evaluation import leaderboard as lb
+from lgg_core.app.state import eval_tables, model, records, show_model_problems
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "

@@ -4,8 +4,8 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from lgg_core.app_data import read_card, read_epochs, read_split
-from pages.common import records
+from lgg_core.serving.records import read_card, read_epochs, read_split
+from lgg_core.app.state import records
 
 st.title("Model cards")
 recs, problem = records()

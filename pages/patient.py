@@ -4,9 +4,9 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from lgg_core.metrics import batch_slice_metrics
-from lgg_core.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, overlay
-from pages.common import require_data, require_models, patient_probs, pick_patient, pick_slice, segmenter_options
+from lgg_core.evaluation.metrics import batch_slice_metrics
+from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, overlay
+from lgg_core.app.state import require_data, require_models, patient_probs, pick_patient, pick_slice, segmenter_options
 
 st.title("Patient viewer")
 data = require_data()

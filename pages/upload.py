@@ -5,10 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from lgg_core.explain import CAM_METHODS, ExplainError, explain, layer_options
-from lgg_core.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
-from lgg_core.upload import EXTENSIONS, UploadError, read_upload
-from pages.common import model, predict_masks, predictor, require_models, usable
+from lgg_core.explain.cam import CAM_METHODS, ExplainError, explain, layer_options
+from lgg_core.app.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
+from lgg_core.data.upload import EXTENSIONS, UploadError, read_upload
+from lgg_core.app.state import model, predict_masks, predictor, require_models, usable
 
 st.title("Upload a slice")
 st.markdown(

@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from lgg_core.cache import load_dataset
+from lgg_core.data.cache import load_dataset
 
 FLAIR = 1
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from lgg_core.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
+from lgg_core.serving.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.models import LGGModel
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

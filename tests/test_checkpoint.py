@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from lgg_core.checkpoint import load_checkpoint, save_checkpoint
+from lgg_core.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_optimizer_state_round_trips(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import kagglehub
 import pytest
 
 from lgg_core.cli import build_parser, main
-from lgg_core.splits import load_split
+from lgg_core.data.splits import load_split
 
 
 def _assert_clean_error(capsys: pytest.CaptureFixture[str], *fragments: str) -> None:
@@ -21,10 +21,10 @@ def _assert_clean_error(capsys: pytest.CaptureFixture[str], *fragments: str) -> 
 def test_check_sample(sample_root: Path, sample_data, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--data-dir", str(sample_root.parent)]) == 0
     out = capsys.readouterr().out
-    for line in ("patients:      6", "slices:        142", "tumor slices:  50", "CS: 1, DU: 2, EZ: 1"):
+    for line in ("patients:      5", "slices:        114", "tumor slices:  43", "CS: 1, DU: 1, EZ: 1, FG: 1, HT: 1"):
         assert line in out
     assert f"dataset hash:  {sample_data.dataset_hash}" in out
-    assert "data.csv, 6 rows" in out
+    assert "data.csv, 5 rows" in out
 
 
 def test_check_uses_environment(
@@ -32,7 +32,7 @@ def test_check_uses_environment(
 ) -> None:
     monkeypatch.setenv("LGG_DATA_DIR", str(sample_root))
     assert main(["check", "--no-cache"]) == 0
-    assert "slices:        142" in capsys.readouterr().out
+    assert "slices:        114" in capsys.readouterr().out
 
 
 def test_check_without_location(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,7 +65,7 @@ def test_folds_writes_loadable_split(
 
 def test_folds_too_many_folds(sample_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["folds", "--data-dir", str(sample_root), "--k", "7", "--out", str(tmp_path / "f.json")]) == 2
-    _assert_clean_error(capsys, "6 patients")
+    _assert_clean_error(capsys, "5 patients")
 
 
 def test_folds_unwritable_out(sample_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-import lgg_core.cache as cache
-from lgg_core.cache import fingerprint, load_dataset
-from lgg_core.data import (
+import lgg_core.data.cache as cache
+from lgg_core.data.cache import fingerprint, load_dataset
+from lgg_core.data.reader import (
     DatasetError,
     SliceName,
     find_root,
@@ -25,13 +25,12 @@ from lgg_core.data import (
     scan,
 )
 
-SAMPLE_COUNTS = {  # folder: (slices, slices with tumor), from the sample's README
-    "TCGA_CS_4941_19960909": (23, 8),
-    "TCGA_DU_5855_19951217": (26, 12),
+SAMPLE_COUNTS = {  # folder: (slices, slices with tumor), counted once from the published files
+    "TCGA_CS_4944_20010208": (20, 9),
     "TCGA_DU_A5TU_19980312": (23, 11),
     "TCGA_EZ_7264_20010816": (24, 6),
     "TCGA_FG_5964_20010511": (26, 6),
-    "TCGA_HT_7602_19951103": (20, 7),
+    "TCGA_HT_7855_19951020": (21, 11),
 }
 PATIENT = "TCGA_CS_0001_20000101"  # first patient folder of the synthetic_root fixture
 
@@ -42,24 +41,24 @@ PATIENT = "TCGA_CS_0001_20000101"  # first patient folder of the synthetic_root 
 def test_sample_scan_matches_readme(sample_root: Path) -> None:
     index = scan(sample_root)
     assert list(index.columns) == ["patient", "folder", "institution", "slice", "image", "mask"]
-    assert len(index) == 142
-    assert index["patient"].nunique() == 6
+    assert len(index) == 114
+    assert index["patient"].nunique() == 5
     assert index.groupby("folder").size().to_dict() == {f: n for f, (n, _) in SAMPLE_COUNTS.items()}
     assert index.equals(index.sort_values(["patient", "slice"], ignore_index=True))
     first = index.iloc[0]
-    assert (first["patient"], first["institution"], first["slice"]) == ("TCGA_CS_4941", "CS", 1)
-    assert first["image"] == "TCGA_CS_4941_19960909/TCGA_CS_4941_19960909_1.tif"
-    assert first["mask"] == "TCGA_CS_4941_19960909/TCGA_CS_4941_19960909_1_mask.tif"
+    assert (first["patient"], first["institution"], first["slice"]) == ("TCGA_CS_4944", "CS", 1)
+    assert first["image"] == "TCGA_CS_4944_20010208/TCGA_CS_4944_20010208_1.tif"
+    assert first["mask"] == "TCGA_CS_4944_20010208/TCGA_CS_4944_20010208_1_mask.tif"
     # Slices are numbered 1..n without gaps in every patient.
     for _, group in index.groupby("patient"):
         assert group["slice"].tolist() == list(range(1, len(group) + 1))
 
 
 def test_sample_decodes_with_tumor_counts(sample_data) -> None:
-    assert sample_data.images.shape == (142, 256, 256, 3) and sample_data.images.dtype == np.uint8
-    assert sample_data.masks.shape == (142, 256, 256) and sample_data.masks.dtype == bool
+    assert sample_data.images.shape == (114, 256, 256, 3) and sample_data.images.dtype == np.uint8
+    assert sample_data.masks.shape == (114, 256, 256) and sample_data.masks.dtype == bool
     index = sample_data.index
-    assert int(index["has_tumor"].sum()) == 50
+    assert int(index["has_tumor"].sum()) == 43
     assert index.groupby("folder")["has_tumor"].sum().to_dict() == {f: t for f, (_, t) in SAMPLE_COUNTS.items()}
     assert (index["tumor_pixels"].to_numpy() == sample_data.masks.sum(axis=(1, 2))).all()
     assert (index["has_tumor"] == (index["tumor_pixels"] > 0)).all()
@@ -68,9 +67,9 @@ def test_sample_decodes_with_tumor_counts(sample_data) -> None:
 
 def test_rows_and_patients(sample_data) -> None:
     assert sample_data.patients == sorted(f.rsplit("_", 1)[0] for f in SAMPLE_COUNTS)
-    rows = sample_data.rows(["TCGA_DU_5855", "TCGA_CS_4941"])
-    assert rows.tolist() == list(range(23 + 26))
-    assert set(sample_data.index.loc[rows, "patient"]) == {"TCGA_CS_4941", "TCGA_DU_5855"}
+    rows = sample_data.rows(["TCGA_DU_A5TU", "TCGA_CS_4944"])
+    assert rows.tolist() == list(range(20 + 23))
+    assert set(sample_data.index.loc[rows, "patient"]) == {"TCGA_CS_4944", "TCGA_DU_A5TU"}
     with pytest.raises(DatasetError, match="TCGA_XX_0000"):
         sample_data.rows(["TCGA_XX_0000"])
 
@@ -94,7 +93,7 @@ def test_find_root_accepts_root_parent_and_kaggle_nesting(sample_root: Path, tmp
     for folder in sample_root.iterdir():
         (nested / folder.name).symlink_to(folder)
     assert find_root(tmp_path) == nested
-    assert len(scan(find_root(tmp_path))) == 142
+    assert len(scan(find_root(tmp_path))) == 114
 
 
 @pytest.mark.parametrize("kind", ["missing", "file", "no_patients"])
@@ -150,7 +149,7 @@ def test_parse_slice_name_rejects(name: str) -> None:
 
 def test_read_metadata_comma_semicolon_and_absent(sample_root: Path, tmp_path: Path) -> None:
     comma = read_metadata(sample_root)
-    assert len(comma) == 6 and comma.columns[0] == "Patient"
+    assert len(comma) == 5 and comma.columns[0] == "Patient"
     assert "TCGA_DU_A5TU" in set(comma["Patient"])
     (tmp_path / "data.csv").write_text((sample_root / "data.csv").read_text().replace(",", ";"))
     pd.testing.assert_frame_equal(read_metadata(tmp_path), comma)
@@ -279,11 +278,20 @@ def test_mask_zero_one_accepted(tmp_path: Path) -> None:
     assert read_mask(tmp_path / "m.tif").sum() == 16
 
 
-def test_truncated_real_slice(sample_root: Path, tmp_path: Path) -> None:
-    # The sample's files keep their image directory at the end, so a cut file loses it entirely.
-    data = (sample_root / "TCGA_CS_4941_19960909" / "TCGA_CS_4941_19960909_5.tif").read_bytes()
-    path = tmp_path / "TCGA_CS_4941_19960909_5.tif"
-    path.write_bytes(data[: len(data) // 2])
+def _cut_in_half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _cut_before_directory(data: bytes) -> bytes:
+    # The published files keep their image directory at the end, so a cut one points past its own end.
+    return data[:4] + (2 * len(data)).to_bytes(4, "little") + data[8 : len(data) // 2]
+
+
+@pytest.mark.parametrize("cut", [_cut_in_half, _cut_before_directory])
+def test_truncated_real_slice(cut, sample_root: Path, tmp_path: Path) -> None:
+    data = (sample_root / "TCGA_CS_4944_20010208" / "TCGA_CS_4944_20010208_5.tif").read_bytes()
+    path = tmp_path / "TCGA_CS_4944_20010208_5.tif"
+    path.write_bytes(cut(data))
     with pytest.raises(DatasetError, match="truncated") as excinfo:
         read_image(path)
     assert str(path) in str(excinfo.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lgg_core.explain import CAM_METHODS, ExplainError, energy_inside, explain, layer_options
+from lgg_core.explain.cam import CAM_METHODS, ExplainError, energy_inside, explain, layer_options
 from lgg_core.models import LGGModel
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lgg_core.failures import counts, failure_cases, gated_slices
+from lgg_core.evaluation.failures import counts, failure_cases, gated_slices
 
 
 def seg_table() -> pd.DataFrame:

@@ -16,12 +16,12 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from lgg_core.artifacts import DATASET_ID, load_artifact
+from lgg_core.serving.artifacts import DATASET_ID, load_artifact
 from lgg_core.cli import main
-from lgg_core.evaluate import evaluate
-from lgg_core.hub import HubError, pull, push
+from lgg_core.evaluation.evaluator import evaluate
+from lgg_core.serving.hub import HubError, pull, push
 from lgg_core.models import LGGModel
-from lgg_core.training import TrainConfig, train
+from lgg_core.training.trainer import TrainConfig, train
 
 TOKEN = "hf_notARealTokenButSecret0123456789"
 SHA = "0123456789abcdef0123456789abcdef01234567"

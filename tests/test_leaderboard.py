@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lgg_core.app_data import EvalTables, ModelRecord, resolve_models
-from lgg_core.leaderboard import leaderboard, leaderboard_row
+from lgg_core.serving.records import EvalTables, ModelRecord, resolve_models
+from lgg_core.evaluation.leaderboard import leaderboard, leaderboard_row
 
 
 def test_rows_sort_segmenters_by_dice_and_keep_broken_entries_last() -> None:
@@ -56,7 +56,7 @@ def test_cli_leaderboard_prints_the_readme_tables(tmp_path_factory, capsys) -> N
 
 
 def test_gated_patient_dice_by_hand() -> None:
-    from lgg_core.leaderboard import gated_patient_dice
+    from lgg_core.evaluation.leaderboard import gated_patient_dice
 
     keys = {"patient": ["p", "p", "q"], "slice": [1, 2, 1]}
     seg = pd.DataFrame({**keys, "variant": "raw", "tp": [8, 2, 0], "fp": [0, 2, 3], "fn": [2, 0, 0],

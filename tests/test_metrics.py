@@ -1,4 +1,4 @@
-"""Hand-computed checks of lgg_core.metrics, including the empty-mask rules."""
+"""Hand-computed checks of lgg_core.evaluation.metrics, including the empty-mask rules."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from lgg_core.metrics import (
+from lgg_core.evaluation.metrics import (
     batch_slice_metrics,
     bootstrap_ci,
     classification_metrics,

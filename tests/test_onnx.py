@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from lgg_core.cli import main
-from lgg_core.device import pick_device
+from lgg_core.serving.device import pick_device
 from lgg_core.models import LGGModel, create_model, list_models
-from lgg_core.onnx_backend import (
+from lgg_core.serving.onnx_backend import (
     ONNX_FILE,
     WEIGHTS_HASH_KEY,
     OnnxBackendError,
@@ -25,7 +25,7 @@ from lgg_core.onnx_backend import (
     max_abs_diff,
     weights_sha256,
 )
-from lgg_core.training import TrainConfig, train
+from lgg_core.training.trainer import TrainConfig, train
 
 # Exports that take 6-30 s each on 2 busy cores; the default run keeps a fast member of each family
 # (plain CNNs, SegNet's unpooling, attention gates, an smp U-Net, SegFormer, a torchvision ResNet, the gated composite).
@@ -162,7 +162,7 @@ def test_export_artifact_rejects_parity_failure(artifacts: dict[str, Path], tmp_
     folder = tmp_path / "seg"
     shutil.copytree(artifacts["segment"], folder)
     (folder / ONNX_FILE).unlink()
-    monkeypatch.setattr("lgg_core.onnx_backend.max_abs_diff", lambda *args, **kwargs: (0.5, 1e-4))
+    monkeypatch.setattr("lgg_core.serving.onnx_backend.max_abs_diff", lambda *args, **kwargs: (0.5, 1e-4))
     with pytest.raises(OnnxBackendError, match="differs from PyTorch by 0.5"):
         export_artifact(folder)
     assert not (folder / ONNX_FILE).exists()
@@ -170,7 +170,7 @@ def test_export_artifact_rejects_parity_failure(artifacts: dict[str, Path], tmp_
 
 def test_dashboard_serves_through_onnx_runtime_once_exported(artifacts: dict[str, Path], tmp_path: Path,
                                                               sample_data, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lgg_core.app_data import ModelRecord, load_predictor_for
+    from lgg_core.serving.records import ModelRecord, load_predictor_for
     from lgg_core.models import read_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU host, as on a Space

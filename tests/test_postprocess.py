@@ -1,4 +1,4 @@
-"""Checks of lgg_core.postprocess: connected components and flip TTA."""
+"""Checks of lgg_core.serving.postprocess: connected components and flip TTA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lgg_core.postprocess import flip_tta, largest_component
+from lgg_core.serving.postprocess import flip_tta, largest_component
 
 
 def test_largest_component_keeps_bigger_blob() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import metadata_load
 
-from lgg_core.catalog import load_catalog
+from lgg_core.serving.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 

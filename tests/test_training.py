@@ -1,4 +1,4 @@
-"""End to end on the real 6-patient sample: train -> artifact -> evaluate, resume after a kill, config errors."""
+"""End to end on the real 5-patient sample: train -> artifact -> evaluate, resume after a kill, config errors."""
 from __future__ import annotations
 
 import json
@@ -11,12 +11,12 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-import lgg_core.training as training
-from lgg_core.artifacts import load_artifact
-from lgg_core.evaluate import evaluate
-from lgg_core.inference import predict
-from lgg_core.splits import load_split
-from lgg_core.training import TrainConfig, train
+import lgg_core.training.trainer as training
+from lgg_core.serving.artifacts import load_artifact
+from lgg_core.evaluation.evaluator import evaluate
+from lgg_core.serving.inference import predict
+from lgg_core.data.splits import load_split
+from lgg_core.training.trainer import TrainConfig, train
 from train.__main__ import main as train_main
 
 TINY = dict(k=3, epochs=2, batch_size=4, limit_train_batches=2, crop=128)

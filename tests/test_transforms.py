@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lgg_core.transforms import MEAN, STD, Augment, normalize, training_batch, tumor_biased_crop
+from lgg_core.data.transforms import MEAN, STD, Augment, normalize, training_batch, tumor_biased_crop
 
 
 def _batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

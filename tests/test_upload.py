@@ -10,7 +10,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-from lgg_core.upload import MAX_PIXELS, UploadError, read_upload
+from lgg_core.data.upload import MAX_PIXELS, UploadError, read_upload
 
 RNG = np.random.default_rng(0)
 

@@ -74,10 +74,10 @@ def make_config(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Heavy imports after argument parsing so --help is instant.
-    from lgg_core.cache import load_dataset
-    from lgg_core.data import DatasetError
+    from lgg_core.data.cache import load_dataset
+    from lgg_core.data.reader import DatasetError
     from lgg_core.models import list_models
-    from lgg_core.training import TrainConfig, train
+    from lgg_core.training.trainer import TrainConfig, train
 
     try:
         cfg = TrainConfig.from_dict(make_config(args))

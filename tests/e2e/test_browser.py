@@ -1,10 +1,13 @@
-"""End to end: headless Chromium (Debian's, driven by Playwright) against `streamlit run` on localhost.
+"""End to end: headless Chromium, driven by Playwright, against `streamlit run` on localhost.
 
-Screenshots of every step land in test-artifacts/e2e/.
+The tests use the first browser they find (see :func:`find_chromium`) and are skipped, with the reason and how to get
+one, when there is none; ``LGG_REQUIRE_BROWSER=1`` (set by ``.ci/run``) turns that skip into a failure. Screenshots
+of every step land in test-artifacts/e2e/.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,13 +19,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from server import streamlit_command
 from zoo import build_tiny_zoo
 
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "test-artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ENV = "LGG_CHROMIUM"
+REQUIRE_ENV = "LGG_REQUIRE_BROWSER"
+# Where users have a Chromium-family browser: Debian/Ubuntu packages, then PATH, then the macOS applications.
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_COMMANDS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+MACOS_APPS = ("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+              "/Applications/Chromium.app/Contents/MacOS/Chromium")
+NO_BROWSER = (f"no Chromium found (${CHROMIUM_ENV}, {', '.join(CHROMIUM_PATHS)}, {'/'.join(CHROMIUM_COMMANDS)} on "
+              "PATH, the macOS apps, Playwright's own): install one with `apt-get install chromium` (Debian/Ubuntu), "
+              "Google Chrome or `brew install --cask chromium` (macOS), or `playwright install chromium`; or set "
+              f"{CHROMIUM_ENV}=/path/to/chrome")
+pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 TIMEOUT_MS = 90_000
@@ -67,12 +81,24 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+def find_chromium(playwright: Playwright) -> str | None:
+    """The first Chromium-family executable found, ``$LGG_CHROMIUM`` first and Playwright's own browser last."""
+    if explicit := os.environ.get(CHROMIUM_ENV):
+        return explicit
+    found = [*CHROMIUM_PATHS, *filter(None, map(shutil.which, CHROMIUM_COMMANDS)), *MACOS_APPS,
+             playwright.chromium.executable_path]
+    return next((path for path in found if Path(path).is_file()), None)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        executable = find_chromium(p)
+        if executable is None:
+            if os.environ.get(REQUIRE_ENV) == "1":
+                pytest.fail(f"{REQUIRE_ENV}=1 but {NO_BROWSER}", pytrace=False)
+            pytest.skip(NO_BROWSER)
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

@@ -1,6 +1,6 @@
 """A tiny model zoo for the app tests: real artifacts trained for two batches on the bundled demo set.
 
-They are built through the public API (``lgg_core.training.train``, ``lgg_core.evaluate.evaluate``), so the tests
+They are built through the public API (``lgg_core.training.trainer.train``, ``lgg_core.evaluation.evaluator.evaluate``), so the tests
 never depend on the shipped zoo, and listed in a catalog that also holds the broken entries the app must survive.
 """
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lgg_core.app_data import DEMO_DIR
-from lgg_core.cache import load_dataset
-from lgg_core.evaluate import evaluate
-from lgg_core.training import TrainConfig, train
+from lgg_core.serving.records import DEMO_DIR
+from lgg_core.data.cache import load_dataset
+from lgg_core.evaluation.evaluator import evaluate
+from lgg_core.training.trainer import TrainConfig, train
 
 SPECS = {
     "cnn-encdec": {"arch": "cnn-encdec", "arch_kwargs": {"base_width": 8}},

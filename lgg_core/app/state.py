@@ -1,0 +1,254 @@
+"""Streamlit glue shared by the pages: caching, the data-folder setting and selections that survive page switches.
+
+All model, metric and CAM logic lives in ``lgg_core``; this module only caches its results and keeps state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from lgg_core.serving.records import (
+    GATED_PREFIX,
+    EvalTables,
+    ModelRecord,
+    build_gated,
+    default_data_dir,
+    gated_name,
+    load_model,
+    load_predictor_for,
+    predict_gated,
+    read_eval,
+    resolve_models,
+)
+from lgg_core.data.cache import LGGData, load_dataset
+from lgg_core.serving.catalog import catalog_path
+from lgg_core.data.reader import DatasetError
+from lgg_core.serving.device import pick_device
+
+# Selections shared across pages and mirrored into the URL so a view can be shared as a link.
+SHARED = ("patient", "slice", "models")
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> torch.device:
+    """GPU when present, else CPU."""
+    return pick_device("auto")
+
+
+def _mtime(path: Path | None) -> float:
+    try:
+        return path.stat().st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _records(catalog: str, catalog_mtime: float) -> tuple[list[ModelRecord], str | None]:
+    return resolve_models(catalog)
+
+
+def records() -> tuple[list[ModelRecord], str | None]:
+    """All catalog entries (usable or not) and a catalog-level problem; refreshed as artifacts land."""
+    path = catalog_path()
+    return _records(str(path), _mtime(path))
+
+
+def usable(task: str | None = None) -> dict[str, ModelRecord]:
+    """Loadable models by name, optionally of one task."""
+    return {r.name: r for r in records()[0] if r.ok and (task is None or r.task == task)}
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+def _model(record: ModelRecord, weights_mtime: float):
+    return load_model(record, device())
+
+
+def model(record: ModelRecord):
+    """The record's model, loaded once per process (reloaded when its weights file changes)."""
+    return _model(record, _mtime(record.path / "model.safetensors"))
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=16)
+def _predictor(record: ModelRecord, weights_mtime: float):
+    return load_predictor_for(record)
+
+
+def predictor(record: ModelRecord):
+    """The record's predictor (ONNX Runtime on CPU hosts when model.onnx is present), loaded once per process."""
+    return _predictor(record, _mtime(record.path / "model.safetensors"))
+
+
+@st.cache_resource(show_spinner="Assembling the gated pipeline…", max_entries=8)
+def _gated(classifier: ModelRecord, segmenter: ModelRecord, mtimes: tuple[float, float]):
+    return build_gated(model(classifier), model(segmenter))
+
+
+def gated_options() -> dict[str, tuple[ModelRecord, ModelRecord]]:
+    """Gated pipelines: every (classifier, segmenter) pair of usable models, by display name."""
+    return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items() for s, sr in usable("segment").items()}
+
+
+def segmenter_options() -> list[str]:
+    """Names the mask-producing pages offer: segmenters, then gated pipelines."""
+    return [*usable("segment"), *gated_options()]
+
+
+def predict_masks(name: str, images: np.ndarray) -> np.ndarray:
+    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline."""
+    if name.startswith(GATED_PREFIX):
+        classifier, segmenter = gated_options()[name]
+        mtimes = (_mtime(classifier.path / "model.safetensors"), _mtime(segmenter.path / "model.safetensors"))
+        return predict_gated(_gated(classifier, segmenter, mtimes), images, classifier.input_size,
+                             segmenter.input_size)[0]
+    return predictor(usable("segment")[name]).predict(images)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def volume_probs(name: str, dataset_hash: str, patient: str, weights_key: str) -> np.ndarray:
+    """A patient's predicted probabilities, cached per model, data and patient (float16 to save memory)."""
+    data = dataset()
+    return predict_masks(name, data.images[data.rows([patient])]).astype(np.float16)
+
+
+def weights_key(name: str) -> str:
+    """Changes when any weights behind ``name`` change, so cached predictions are not stale."""
+    parts = gated_options()[name] if name.startswith(GATED_PREFIX) else (usable("segment")[name],)
+    return ",".join(f"{r.path}:{_mtime(r.path / 'model.safetensors')}" for r in parts)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _slice_probs(name: str, dataset_hash: str, row: int, weights_key: str) -> np.ndarray:
+    data = dataset()
+    return predict_masks(name, data.images[row : row + 1])[0].astype(np.float16)
+
+
+def slice_probs(name: str, data: LGGData, row: int) -> np.ndarray:
+    """One slice's predicted probabilities (H, W), cached per model, data and row."""
+    return _slice_probs(name, data.dataset_hash, row, weights_key(name)).astype(np.float32)
+
+
+def patient_probs(name: str, data: LGGData, patient: str) -> np.ndarray:
+    """Cached :func:`volume_probs` for the loaded data."""
+    return volume_probs(name, data.dataset_hash, patient, weights_key(name)).astype(np.float32)
+
+
+@st.cache_data(show_spinner=False)
+def _eval(record: ModelRecord, summary_mtime: float) -> tuple[EvalTables | None, str | None]:
+    return read_eval(record)
+
+
+def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
+    """The model's eval tables (re-read when ``lgg evaluate`` rewrites them)."""
+    return _eval(record, _mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
+
+
+@st.cache_resource(show_spinner="Loading the dataset (the first time decodes every slice)…", max_entries=2)
+def _dataset(path: str) -> LGGData:
+    return load_dataset(path, progress=False)
+
+
+def data_dir() -> str:
+    """The data folder chosen in the sidebar (default: $LGG_DATA_DIR, else the bundled demo set)."""
+    if not str(st.session_state.get("data_dir", "")).strip():
+        st.session_state["data_dir"] = str(default_data_dir())
+    return st.session_state["data_dir"].strip()
+
+
+def dataset() -> LGGData | None:
+    """The loaded dataset, or None after showing why it cannot be loaded."""
+    try:
+        return _dataset(data_dir())
+    except DatasetError as err:
+        st.error(f"Cannot load the MRI data from `{data_dir()}`: {err}. Set another folder in the sidebar "
+                 "(a `kaggle_3m` copy) or clear it to use the bundled demo set.")
+    except OSError as err:
+        st.error(f"Cannot read the MRI data from `{data_dir()}`: {err}")
+    return None
+
+
+def require_models(options, kind: str = "model") -> None:
+    """Stop the page with a pointer to the Models page when the catalog has no usable ``kind`` yet."""
+    if not options:
+        st.warning(f"No usable {kind} in the catalog yet; see the Models page for what is missing.")
+        st.stop()
+
+
+def require_data() -> LGGData:
+    """The loaded dataset; stops the page when there is none (``dataset`` has already said why)."""
+    data = dataset()
+    if data is None:
+        st.stop()
+    return data
+
+
+def init_state() -> None:
+    """Seed the shared selections from the URL once per session."""
+    if st.session_state.get("_state_ready"):
+        return
+    params = st.query_params
+    if "patient" in params:
+        st.session_state["patient"] = params["patient"]
+    if "slice" in params and params["slice"].isdigit():
+        st.session_state["slice"] = int(params["slice"])
+    if "models" in params:
+        st.session_state["models"] = [m for m in params["models"].split(",") if m]
+    st.session_state["_state_ready"] = True
+
+
+def share(**values) -> None:
+    """Store shared selections and mirror them into the URL."""
+    for key, value in values.items():
+        st.session_state[key] = value
+        st.query_params[key] = ",".join(value) if isinstance(value, list) else str(value)
+
+
+def pick_patient(data: LGGData, label: str = "Patient") -> str:
+    """Patient selector that remembers the choice across pages."""
+    patients = data.patients
+    current = st.session_state.get("patient")
+    patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0)
+    share(patient=patient)
+    return patient
+
+
+def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, int]:
+    """Slice slider for ``patient``; returns (slice number, dataset row). Starts on a tumor slice."""
+    rows = data.rows([patient])
+    numbers = data.index["slice"].to_numpy()[rows].tolist()
+    current = st.session_state.get("slice")
+    if current not in numbers:
+        tumor = data.index["has_tumor"].to_numpy()[rows]
+        current = numbers[int(np.argmax(data.index["tumor_pixels"].to_numpy()[rows]))] if tumor.any() else numbers[0]
+    number = st.select_slider(label, numbers, value=current)
+    share(slice=number)
+    return number, int(rows[numbers.index(number)])
+
+
+def pick_models(options: list[str], label: str, max_selections: int, default_count: int = 2) -> list[str]:
+    """Multiselect of models, remembering the choice across pages."""
+    remembered = [m for m in st.session_state.get("models", []) if m in options]
+    chosen = st.multiselect(label, options, default=remembered or options[:default_count],
+                            max_selections=max_selections)
+    share(models=chosen)
+    return chosen
+
+
+def open_slice(page: str, patient: str, number: int, models: list[str] | None = None) -> None:
+    """Jump to ``page`` showing that slice (used by the failure gallery)."""
+    share(patient=patient, slice=number, **({"models": models} if models else {}))
+    st.switch_page(page)
+
+
+def show_model_problems() -> None:
+    """List catalog entries that cannot be shown, without stopping the page."""
+    recs, problem = records()
+    if problem:
+        st.error(problem)
+    broken = [r for r in recs if not r.ok]
+    if broken:
+        with st.expander(f"{len(broken)} catalog model(s) unavailable"):
+            for r in broken:
+                st.markdown(f"- **{r.name}**: {r.problem}")

@@ -1,0 +1,197 @@
+"""Decode the whole dataset once into arrays and keep them in a single ``.npz`` cache file.
+
+The cache file is named after a cheap fingerprint (relative path, size and mtime of every slice file), so
+an edited, added or removed file selects a new cache file and the dataset is decoded again. The
+``dataset_hash`` is a content hash instead: equal on any machine for the same decoded data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lgg_core.data.reader import (
+    IMAGE_SHAPE,
+    INDEX_COLUMNS,
+    MASK_SHAPE,
+    DatasetError,
+    find_root,
+    read_image,
+    read_mask,
+    resolve_data_dir,
+    scan,
+)
+
+CACHE_DIR_ENV = "LGG_CACHE_DIR"
+# Part of the fingerprint: bumping it makes every cache written in an older layout unreachable.
+CACHE_FORMAT = 1
+_STATS_COLUMNS = ["has_tumor", "tumor_pixels"]
+_INDEX_DTYPES = {"slice": "int64", "has_tumor": "bool", "tumor_pixels": "int64"}
+
+
+# eq=False: field-wise == on arrays is ambiguous; compare dataset_hash instead.
+@dataclass(eq=False)
+class LGGData:
+    """The decoded dataset: row ``i`` of ``index`` describes ``images[i]`` and ``masks[i]``.
+
+    Attributes:
+        images: (N, 256, 256, 3) uint8 slices (pre-contrast, FLAIR, post-contrast).
+        masks: (N, 256, 256) bool tumor masks.
+        index: scan's columns plus ``has_tumor`` (bool) and ``tumor_pixels`` (int), sorted by patient, slice.
+        dataset_hash: sha256 hex of the relative paths and decoded pixels.
+        root: the ``kaggle_3m`` folder the data was read from.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    index: pd.DataFrame
+    dataset_hash: str
+    root: Path
+
+    @property
+    def patients(self) -> list[str]:
+        """Sorted patient ids, e.g. ``TCGA_CS_4941``."""
+        return sorted(self.index["patient"].unique().tolist())
+
+    def rows(self, patients: Iterable[str]) -> np.ndarray:
+        """Integer row indices of all slices of ``patients``, in index order.
+
+        Raises:
+            DatasetError: a patient is not in the dataset (a typo would otherwise select nothing).
+        """
+        wanted = set(patients)
+        unknown = wanted - set(self.index["patient"])
+        if unknown:
+            raise DatasetError(f"unknown patients {sorted(unknown)[:5]} (not in the dataset at {self.root})")
+        return np.flatnonzero(self.index["patient"].isin(wanted).to_numpy())
+
+
+def default_cache_dir() -> Path:
+    """``$LGG_CACHE_DIR`` if set, else ``~/.cache/lgg_core``."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or "~/.cache/lgg_core").expanduser()
+
+
+def fingerprint(root: Path, index: pd.DataFrame) -> str:
+    """Sha256 hex over the relative path, size and mtime of every image and mask file in ``index``."""
+    digest = hashlib.sha256(f"lgg-cache-format-{CACHE_FORMAT}\n".encode())
+    for relative in index[["image", "mask"]].to_numpy().ravel():
+        stat = (root / relative).stat()
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def content_hash(index: pd.DataFrame, images: np.ndarray, masks: np.ndarray) -> str:
+    """Sha256 hex over each slice's relative paths and decoded image and mask bytes, in index order."""
+    digest = hashlib.sha256()
+    for i, (image_path, mask_path) in enumerate(index[["image", "mask"]].itertuples(index=False)):
+        digest.update(f"{image_path}\0{mask_path}\0".encode())
+        digest.update(images[i])
+        digest.update(masks[i].view(np.uint8))
+    return digest.hexdigest()
+
+
+def _decode(root: Path, index: pd.DataFrame, progress: bool) -> LGGData:
+    images = np.empty((len(index), *IMAGE_SHAPE), dtype=np.uint8)
+    masks = np.empty((len(index), *MASK_SHAPE), dtype=bool)
+    pairs = index[["image", "mask"]].itertuples(index=False)
+    for i, (image_path, mask_path) in enumerate(
+        tqdm(pairs, total=len(index), desc="decoding slices", unit="slice", disable=not progress)
+    ):
+        images[i] = read_image(root / image_path)
+        masks[i] = read_mask(root / mask_path)
+    index = index.copy()
+    tumor_pixels = masks.sum(axis=(1, 2), dtype=np.int64)
+    index["has_tumor"] = tumor_pixels > 0
+    index["tumor_pixels"] = tumor_pixels
+    return LGGData(images, masks, index, content_hash(index, images, masks), root)
+
+
+def _index_from_json(text: str) -> pd.DataFrame:
+    return pd.DataFrame(json.loads(text)).astype(_INDEX_DTYPES)
+
+
+def _read_cache(path: Path, root: Path, index: pd.DataFrame) -> LGGData | None:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images, masks = archive["images"], archive["masks"]
+            cached_index = _index_from_json(str(archive["index"]))
+            dataset_hash = str(archive["dataset_hash"])
+    except Exception as err:
+        # Truncated or foreign files fail in zipfile, numpy or json with assorted exception types; any of
+        # them only means the cache must be rebuilt.
+        warnings.warn(f"ignoring unreadable cache file {path} ({type(err).__name__}: {err}); rebuilding it")
+        return None
+    consistent = (
+        images.shape == (len(index), *IMAGE_SHAPE)
+        and images.dtype == np.uint8
+        and masks.shape == (len(index), *MASK_SHAPE)
+        and masks.dtype == bool
+        and list(cached_index.columns) == [*INDEX_COLUMNS, *_STATS_COLUMNS]
+        and cached_index[INDEX_COLUMNS].equals(index)
+    )
+    if not consistent:
+        warnings.warn(f"cache file {path} does not match the dataset at {root}; rebuilding it")
+        return None
+    return LGGData(images, masks, cached_index, dataset_hash, root)
+
+
+def _write_cache(path: Path, data: LGGData) -> None:
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same-directory temp file + os.replace: readers never see a half-written cache.
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                images=data.images,
+                masks=data.masks,
+                index=np.array(json.dumps(data.index.to_dict(orient="list"))),
+                dataset_hash=np.array(data.dataset_hash),
+            )
+        os.replace(tmp, path)
+    except OSError as err:
+        # The decoded data is still good: without a cache the next run only decodes again.
+        warnings.warn(f"cannot write the dataset cache {path} ({err}); continuing without it")
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def load_dataset(
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> LGGData:
+    """Scan, decode and validate the dataset, reusing the cache file when the files are unchanged.
+
+    Args:
+        data_dir: kaggle_3m folder or a parent of it; default ``$LGG_DATA_DIR``.
+        cache_dir: where ``lgg-<fingerprint>.npz`` lives; default ``$LGG_CACHE_DIR`` or ``~/.cache/lgg_core``.
+        use_cache: False decodes and validates every file and neither reads nor writes the cache.
+        progress: show a progress bar while decoding.
+
+    Raises:
+        DatasetError: the dataset is missing or malformed.
+    """
+    root = find_root(resolve_data_dir(data_dir))
+    index = scan(root)
+    if not use_cache:
+        return _decode(root, index, progress)
+    path = Path(cache_dir or default_cache_dir()).expanduser() / f"lgg-{fingerprint(root, index)[:16]}.npz"
+    data = _read_cache(path, root, index) if path.exists() else None
+    if data is None:
+        data = _decode(root, index, progress)
+        _write_cache(path, data)
+    return data

@@ -1,0 +1,15 @@
+"""Evaluation: per-slice and per-patient metrics, the evaluation of an artifact, failure cases, the leaderboard.
+
+May import :mod:`lgg_core.data`, :mod:`lgg_core.models`, :mod:`lgg_core.serving` and :mod:`lgg_core.explain`.
+"""
+from lgg_core._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "evaluate": "evaluator",
+    "failure_cases": "failures",
+    "markdown_tables": "leaderboard",
+    "batch_slice_metrics": "metrics",
+    "bootstrap_ci": "metrics",
+    "slice_metrics": "metrics",
+    "volume_dice": "metrics",
+})

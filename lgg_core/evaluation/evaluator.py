@@ -1,0 +1,175 @@
+"""Evaluation on held-out patients: per-slice and per-patient tables plus a summary, stored with the artifact."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from lgg_core.serving.artifacts import load_artifact, render_card, write_json, write_table
+from lgg_core.data.cache import LGGData
+from lgg_core.serving.inference import predict
+from lgg_core.evaluation.metrics import batch_slice_metrics, bootstrap_ci, classification_metrics, volume_dice
+from lgg_core.serving.postprocess import largest_component
+from lgg_core.data.splits import load_split
+
+SEG_VARIANTS = ("raw", "lcc", "tta")
+"""raw: threshold 0.5; lcc: keep the largest 3D connected component per patient; tta: horizontal-flip averaging."""
+
+
+def test_patients(artifact_dir: str | Path) -> list[str]:
+    """The held-out (test) patients recorded in the artifact's split.json."""
+    return sorted(load_split(Path(artifact_dir) / "split.json")["roles"]["test"])
+
+
+def _ci(values: np.ndarray, groups: np.ndarray | None = None) -> list[float]:
+    return [float(v) for v in bootstrap_ci(np.asarray(values, float), groups)]
+
+
+def _segmentation_tables(
+    probs: dict[str, np.ndarray], data: LGGData, rows: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    meta = data.index.iloc[rows][["patient", "institution", "slice"]].reset_index(drop=True)
+    true = data.masks[rows]
+    patients = meta["patient"].to_numpy()
+    slices, per_patient = [], []
+    for variant in SEG_VARIANTS:
+        pred = probs["tta" if variant == "tta" else "raw"] > 0.5
+        if variant == "lcc":
+            pred = pred.copy()
+            for p in np.unique(patients):
+                pred[patients == p] = largest_component(pred[patients == p])
+        table = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
+        table.insert(0, "variant", variant)
+        slices.append(table)
+        for p in np.unique(patients):
+            sel = patients == p
+            per_patient.append({
+                "variant": variant, "patient": p, "institution": meta["institution"][sel].iloc[0],
+                "dice": volume_dice(pred[sel], true[sel]), "slices": int(sel.sum()),
+                "tumor_slices": int(true[sel].any(axis=(1, 2)).sum()),
+                "true_voxels": int(true[sel].sum()), "pred_voxels": int(pred[sel].sum()),
+            })
+    return pd.concat(slices, ignore_index=True), pd.DataFrame(per_patient)
+
+
+def _segmentation_summary(slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant, s in slices.groupby("variant", sort=False):
+        p = patients[patients["variant"] == variant]
+        tumor = s[s["true_tumor"]]
+        presence = classification_metrics(s["true_tumor"].to_numpy(), s["pred_tumor"].to_numpy().astype(float))
+        out[variant] = {
+            "patient_dice": float(p["dice"].mean()), "patient_dice_ci": _ci(p["dice"]),
+            "tumor_slice_dice": float(tumor["dice"].mean()),
+            "tumor_slice_dice_ci": _ci(tumor["dice"], tumor["patient"].to_numpy()),
+            "tumor_slice_iou": float(tumor["iou"].mean()),
+            "hd95": float(tumor["hd95"].mean()), "assd": float(tumor["assd"].mean()),
+            "slice_dice": float(s["dice"].mean()),
+            "presence_accuracy": presence["accuracy"], "presence_sensitivity": presence["recall"],
+            "presence_specificity": float((~s["pred_tumor"] & ~s["true_tumor"]).sum() / max((~s["true_tumor"]).sum(), 1)),
+            "false_positive_slices": int((s["pred_tumor"] & ~s["true_tumor"]).sum()),
+            "false_negative_slices": int((~s["pred_tumor"] & s["true_tumor"]).sum()),
+            "patients": int(len(p)), "slices": int(len(s)), "tumor_slices": int(len(tumor)),
+        }
+    return out
+
+
+def _auroc_ci(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap of AUROC over patients (resamples that hold one class only are skipped)."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in ids]
+    stats = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[i] for i in rng.integers(len(ids), size=len(ids))])
+        if 0 < y[idx].sum() < len(idx):
+            stats.append(roc_auc_score(y[idx], prob[idx]))
+    return [float(v) for v in np.percentile(stats, [2.5, 97.5])] if stats else [float("nan")] * 2
+
+
+def _classification_outputs(prob: np.ndarray, data: LGGData, rows: np.ndarray) -> tuple[pd.DataFrame, dict]:
+    table = data.index.iloc[rows][["patient", "institution", "slice"]].reset_index(drop=True)
+    y = data.index["has_tumor"].to_numpy()[rows].astype(int)
+    table["true_tumor"], table["prob"], table["pred_tumor"] = y.astype(bool), prob, prob > 0.5
+    groups = table["patient"].to_numpy()
+    m = classification_metrics(y, prob)
+    m["accuracy_ci"] = _ci((table["pred_tumor"] == table["true_tumor"]).to_numpy(float), groups)
+    m["auroc_ci"] = _auroc_ci(y, prob, groups)
+    m.update(patients=int(len(np.unique(groups))), slices=int(len(y)), tumor_slices=int(y.sum()))
+    return table, {"raw": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in m.items()}}
+
+
+def headline(task: str, variants: dict[str, Any]) -> dict[str, float]:
+    """The numbers that go into the card's model-index and the README table (no post-processing)."""
+    raw = variants["raw"]
+    if task == "segment":
+        return {k: raw[k] for k in ("patient_dice", "tumor_slice_dice", "hd95")}
+    return {k: raw[k] for k in ("accuracy", "auroc", "f1")}
+
+
+def metrics_markdown(summary: dict[str, Any]) -> str:
+    """A markdown table of the summary, for the model card and the CLI."""
+    if summary["task"] == "classify":
+        r = summary["variants"]["raw"]
+        return ("| accuracy (95% CI) | AUROC (95% CI) | precision | recall | F1 |\n|---|---|---|---|---|\n"
+                f"| {r['accuracy']:.3f} ({r['accuracy_ci'][0]:.3f}–{r['accuracy_ci'][1]:.3f}) "
+                f"| {r['auroc']:.3f} ({r['auroc_ci'][0]:.3f}–{r['auroc_ci'][1]:.3f}) "
+                f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
+    lines = ["| variant | per-patient Dice (95% CI) | tumor-slice Dice (95% CI) | IoU | HD95 px | ASSD px |",
+             "|---|---|---|---|---|---|"]
+    for v, r in summary["variants"].items():
+        lines.append(
+            f"| {v} | {r['patient_dice']:.3f} ({r['patient_dice_ci'][0]:.3f}–{r['patient_dice_ci'][1]:.3f}) "
+            f"| {r['tumor_slice_dice']:.3f} ({r['tumor_slice_dice_ci'][0]:.3f}–{r['tumor_slice_dice_ci'][1]:.3f}) "
+            f"| {r['tumor_slice_iou']:.3f} | {r['hd95']:.1f} | {r['assd']:.1f} |")
+    return "\n".join(lines)
+
+
+def evaluate(
+    artifact_dir: str | Path,
+    data: LGGData,
+    patients: list[str] | None = None,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Evaluate an artifact on held-out patients and store ``eval/`` tables and the updated card in its folder.
+
+    Args:
+        artifact_dir: the artifact folder.
+        data: the dataset holding those patients.
+        patients: defaults to the test fold recorded in the artifact's split.json.
+        batch_size: slices per forward pass.
+
+    Returns:
+        The summary written to ``eval/summary.json``: ``task``, ``headline`` (the card's model-index numbers),
+        ``variants`` (``raw``, and for segmenters ``lcc`` and ``tta``; see :data:`SEG_VARIANTS`), ``dataset_hash``
+        and the evaluated ``patients``.
+    """
+    artifact_dir = Path(artifact_dir)
+    model, config = load_artifact(artifact_dir)
+    patients = patients or test_patients(artifact_dir)
+    missing = sorted(set(patients) - set(data.patients))
+    if missing:
+        raise ValueError(f"{len(missing)} held-out patients are not in {data.root}: {', '.join(missing[:5])}")
+    if data.dataset_hash != config["training"]["dataset_hash"]:
+        warnings.warn("the data differs from the data the model was trained on (dataset hash mismatch)")
+    rows = data.rows(patients)
+    task, size = config["task"], config["training"].get("input_size")
+    if task == "segment":
+        probs = {"raw": predict(model, data.images[rows], task, batch_size, size),
+                 "tta": predict(model, data.images[rows], task, batch_size, size, tta=True)}
+        slices, per_patient = _segmentation_tables(probs, data, rows)
+        variants = _segmentation_summary(slices, per_patient)
+        write_table(artifact_dir / "eval" / "patients.csv", per_patient)
+    else:
+        slices, variants = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
+    summary = {"task": task, "headline": headline(task, variants), "variants": variants,
+               "dataset_hash": data.dataset_hash, "patients": sorted(patients)}
+    write_table(artifact_dir / "eval" / "slices.csv", slices)
+    write_json(artifact_dir / "eval" / "summary.json", summary)
+    card = render_card(config, summary, metrics_markdown(summary))
+    (artifact_dir / "README.md").write_text(card)
+    return summary

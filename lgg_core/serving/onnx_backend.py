@@ -1,0 +1,247 @@
+"""ONNX export of artifacts and a prediction backend that serves them with ONNX Runtime on CPU hosts.
+
+The app calls :func:`load_predictor`; its ``Predictor.predict`` has the contract of
+:func:`lgg_core.serving.inference.predict`. ``backend="auto"`` uses ONNX Runtime when the host has no GPU and an up-to-date
+``model.onnx`` sits beside ``model.safetensors``, PyTorch otherwise. Grad-CAM needs gradients, so it stays on
+PyTorch: use ``Predictor.model`` of a PyTorch predictor or :func:`lgg_core.serving.artifacts.load_artifact`.
+
+Example::
+
+    export_artifact("artifacts/unet-mini")                  # writes artifacts/unet-mini/model.onnx
+    predictor = load_predictor("artifacts/unet-mini")       # ONNX Runtime on a CPU host
+    probabilities = predictor.predict(slices_uint8)         # (N, H, W) for a segmenter, (N,) for a classifier
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lgg_core.serving.artifacts import load_artifact, read_config
+from lgg_core.serving.device import pick_device
+from lgg_core.serving.hub import ONNX_FILE
+from lgg_core.serving.inference import predict
+from lgg_core.serving.postprocess import flip_tta
+from lgg_core.data.transforms import normalize, resize_input
+
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+OPSET = 18
+NATIVE_SIZE = 256
+# Max |onnx - torch| allowed, relative to the logits' scale (at least 1): float32 kernels differ in summation order,
+# and randomly initialised deep nets produce logits in the thousands where 1e-4 absolute would be noise.
+PARITY_TOLERANCE = 1e-4
+BACKENDS = ("auto", "onnxruntime", "pytorch")
+# Stored in the .onnx so a file exported from other weights is never served.
+WEIGHTS_HASH_KEY = "lgg_weights_sha256"
+
+
+class OnnxBackendError(ValueError):
+    """Export or ONNX inference is impossible for this artifact; the message says why and what to do."""
+
+
+def weights_sha256(artifact_dir: str | Path) -> str:
+    """SHA-256 of the artifact's model.safetensors."""
+    digest = hashlib.sha256()
+    with open(Path(artifact_dir) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_model(model: nn.Module, path: str | Path, input_size: int = NATIVE_SIZE,
+                 metadata: dict[str, str] | None = None) -> Path:
+    """Export an eval-mode model to ONNX with a dynamic batch axis, atomically.
+
+    Uses the torch.export-based exporter (the default since torch 2.9; the TorchScript one is deprecated and
+    cannot trace SegNet's max-unpooling).
+
+    Args:
+        model: Segmenter or classifier taking (B, 3, input_size, input_size).
+        path: Target .onnx file.
+        input_size: Fixed spatial size of the graph.
+        metadata: Extra string key/values stored in the file's metadata_props.
+    """
+    path = Path(path)
+    example = torch.randn(2, 3, input_size, input_size)
+    # torch.export's notes on dynamic shapes and onnx_ir's on SegNet's unpooling attributes are for exporter
+    # developers, not for users of `lgg export-onnx`; parity is checked afterwards anyway.
+    onnx_ir_logger = logging.getLogger("onnx_ir")
+    level = onnx_ir_logger.level
+    onnx_ir_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model.eval(), (example,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+            )
+    finally:
+        onnx_ir_logger.setLevel(level)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    program.save(str(tmp))
+    if metadata:
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def _session(path: str | Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    # Same thread count as torch (which honours OMP_NUM_THREADS), so the app shares CPUs and benchmarks are fair.
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def max_abs_diff(
+    model: nn.Module, onnx_path: str | Path, input_size: int, batch: int = 2, seed: int = 0
+) -> tuple[float, float]:
+    """Max |ONNX Runtime - PyTorch| on a random batch, and the tolerance it must stay under."""
+    x = torch.randn(batch, 3, input_size, input_size, generator=torch.Generator().manual_seed(seed))
+    reference = model.eval()(x).numpy()
+    got = _session(onnx_path).run(None, {INPUT_NAME: x.numpy()})[0]
+    if got.shape != reference.shape:
+        raise OnnxBackendError(f"{onnx_path} returned shape {got.shape}, PyTorch {reference.shape}")
+    return float(np.abs(got - reference).max()), PARITY_TOLERANCE * max(1.0, float(np.abs(reference).max()))
+
+
+def export_artifact(artifact_dir: str | Path) -> Path:
+    """Export an artifact's model to ``model.onnx`` beside its weights and prove parity with PyTorch.
+
+    The graph takes the model's input size (``training.input_size``, else 256) and records the hash of the
+    weights it came from.
+
+    Raises:
+        OnnxBackendError: The ONNX output differs from PyTorch beyond the tolerance (the file is removed).
+        FileNotFoundError: The folder is not an artifact.
+    """
+    folder = Path(artifact_dir)
+    model, config = load_artifact(folder)
+    size = _graph_size(config)
+    path = export_model(model, folder / ONNX_FILE, size,
+                        metadata={WEIGHTS_HASH_KEY: weights_sha256(folder), "arch": config["arch"]})
+    diff, tolerance = max_abs_diff(model, path, size)
+    if diff > tolerance:
+        path.unlink()
+        raise OnnxBackendError(f"{folder}: ONNX output differs from PyTorch by {diff:.3g} (> {tolerance:.3g})")
+    return path
+
+
+def _graph_size(config: dict[str, Any]) -> int:
+    return config.get("training", {}).get("input_size") or NATIVE_SIZE
+
+
+def onnx_status(artifact_dir: str | Path) -> str | None:
+    """None when the artifact's model.onnx exists and matches its weights, else why it cannot be served."""
+    path = Path(artifact_dir) / ONNX_FILE
+    if not path.is_file():
+        return f"{path} not found (run `lgg export-onnx {artifact_dir}`)"
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if props.get(WEIGHTS_HASH_KEY) != weights_sha256(artifact_dir):
+        return f"{path} was exported from other weights (run `lgg export-onnx {artifact_dir}` again)"
+    return None
+
+
+def _probabilities(logits: torch.Tensor, task: str, size: tuple[int, int]) -> np.ndarray:
+    logits = logits.float()
+    if task == "segment" and logits.shape[-2:] != size:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return torch.sigmoid(logits[:, 0]).cpu().numpy()
+
+
+class OnnxPredictor:
+    """ONNX Runtime (CPU) predictions for an artifact; same preprocessing and outputs as PyTorch.
+
+    Attributes:
+        backend: ``"onnxruntime"``.
+        task: ``"segment"`` or ``"classify"``.
+        config: The artifact's config.json.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, artifact_dir: str | Path) -> None:
+        self.config = read_config(artifact_dir)
+        self.task = self.config["task"]
+        # The graph's height and width are fixed at export, so every input is resized to them.
+        self.input_size = _graph_size(self.config)
+        self.session = _session(Path(artifact_dir) / ONNX_FILE)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {INPUT_NAME: x.numpy()})[0])
+
+    def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
+        """Tumor probabilities for uint8 slices (N, H, W, 3): (N, H, W) for segmenters, (N,) for classifiers."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = resize_input(normalize(images[start : start + batch_size]), self.input_size)
+            logits = flip_tta(self._logits, x) if tta else self._logits(x)
+            out.append(_probabilities(logits, self.task, images.shape[1:3]))
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+class TorchPredictor:
+    """PyTorch predictions for an artifact (GPU when available); ``model`` is there for Grad-CAM.
+
+    Attributes:
+        backend: ``"pytorch"``.
+        task: ``"segment"`` or ``"classify"``.
+        config: The artifact's config.json.
+        model: The ``LGGModel`` in eval mode.
+    """
+
+    backend = "pytorch"
+
+    def __init__(self, artifact_dir: str | Path, device: str | torch.device = "auto") -> None:
+        self.model, self.config = load_artifact(artifact_dir, pick_device(str(device)))
+        self.task = self.config["task"]
+        self.input_size = self.config.get("training", {}).get("input_size")
+
+    def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
+        """Tumor probabilities for uint8 slices (N, H, W, 3): (N, H, W) for segmenters, (N,) for classifiers."""
+        return predict(self.model, images, self.task, batch_size, self.input_size, tta=tta)
+
+
+Predictor = OnnxPredictor | TorchPredictor
+
+
+def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor:
+    """A predictor for an artifact folder.
+
+    Args:
+        artifact_dir: Artifact folder (local, or pulled with :func:`lgg_core.serving.catalog.resolve_entry`).
+        backend: ``"auto"`` (ONNX Runtime on hosts without a GPU when an up-to-date model.onnx exists, else
+            PyTorch), ``"onnxruntime"`` or ``"pytorch"``.
+
+    Raises:
+        ValueError: Unknown backend.
+        OnnxBackendError: ``"onnxruntime"`` requested but model.onnx is missing or stale.
+        FileNotFoundError: The folder is not an artifact.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    folder = Path(artifact_dir)
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} is not a model artifact: model.safetensors is missing")
+    if backend == "pytorch" or (backend == "auto" and pick_device().type != "cpu"):
+        return TorchPredictor(folder)
+    problem = onnx_status(folder)
+    if problem is None:
+        return OnnxPredictor(folder)
+    if backend == "onnxruntime":
+        raise OnnxBackendError(problem)
+    if (folder / ONNX_FILE).is_file():
+        warnings.warn(f"serving {folder} with PyTorch: {problem}", stacklevel=2)
+    return TorchPredictor(folder)

@@ -1,0 +1,200 @@
+"""What the dashboard shows: catalog entries resolved to artifact folders, their tables, and the one model loader.
+
+Everything here is plain Python (no Streamlit), so pages stay thin and tests need no browser. Every reader turns a
+missing or broken file into a message instead of an exception, because the app must keep working while the zoo is
+still being trained and evaluated.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lgg_core.serving.artifacts import load_artifact
+from lgg_core.data.cache import LGGData
+from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, resolve_entry
+from lgg_core.data.reader import DATA_DIR_ENV
+from lgg_core.serving.inference import predict
+from lgg_core.models import LGGModel, assemble
+from lgg_core.serving.onnx_backend import Predictor, load_predictor
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_DIR = REPO_ROOT / "demo"
+GATED_PREFIX = "gated: "
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A catalog entry as the app sees it: usable (``config`` set) or not (``problem`` says why)."""
+
+    name: str
+    path: Path | None
+    config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the artifact can be loaded."""
+        return self.problem is None
+
+    @property
+    def task(self) -> str:
+        """``"segment"`` or ``"classify"``."""
+        return self.config["task"]
+
+    @property
+    def input_size(self) -> int | None:
+        """The input size the model was trained at (None: native 256)."""
+        return self.config.get("training", {}).get("input_size")
+
+
+@dataclass(frozen=True)
+class EvalTables:
+    """The ``eval/`` tables of an artifact written by ``lgg evaluate`` (``patients`` is None for classifiers)."""
+
+    summary: dict[str, Any]
+    slices: pd.DataFrame
+    patients: pd.DataFrame | None
+
+
+def default_data_dir() -> Path:
+    """``$LGG_DATA_DIR`` when set, else the bundled demo set."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEMO_DIR).expanduser()
+
+
+def _resolve(entry: CatalogEntry) -> ModelRecord:
+    try:
+        path = resolve_entry(entry)  # local folder, or the Hub repo pulled at its revision (HF cache offline)
+    except CatalogError as err:
+        return ModelRecord(entry.name, entry.path, problem=str(err))
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        return ModelRecord(entry.name, path, problem=f"{path}/config.json is unreadable: {err}")
+    if not isinstance(config, dict) or config.get("task") not in ("segment", "classify") or "arch" not in config:
+        return ModelRecord(entry.name, path, problem=f"{path}/config.json lacks a valid arch and task")
+    return ModelRecord(entry.name, path, config)
+
+
+def resolve_models(catalog: str | Path | None = None) -> tuple[list[ModelRecord], str | None]:
+    """Resolve every catalog entry; returns (records, problem with the catalog itself or None)."""
+    try:
+        entries = load_catalog(catalog)
+    except CatalogError as err:
+        return [], str(err)
+    return [_resolve(e) for e in entries], None
+
+
+def load_model(record: ModelRecord, device: str | torch.device = "cpu") -> LGGModel:
+    """The single place where the app turns a record into a runnable model (safetensors only).
+
+    Raises:
+        ValueError: the record is not usable or the weights do not match the config.
+    """
+    if not record.ok:
+        raise ValueError(record.problem)
+    try:
+        model, _ = load_artifact(record.path, device)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"cannot load {record.name} from {record.path}: {err}") from err
+    return model
+
+
+def load_predictor_for(record: ModelRecord) -> Predictor:
+    """The record's predictor: ONNX Runtime on CPU hosts when an up-to-date model.onnx is present, else PyTorch.
+
+    Grad-CAM and the gated pipeline need the PyTorch model itself: use :func:`load_model` for those.
+
+    Raises:
+        ValueError: the record is not usable or its files cannot be loaded.
+    """
+    if not record.ok:
+        raise ValueError(record.problem)
+    try:
+        return load_predictor(record.path)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"cannot load {record.name} from {record.path}: {err}") from err
+
+
+def row_of(data: LGGData, patient: str, number: int) -> int | None:
+    """Dataset row of a patient's slice number, or None when the loaded data lacks it."""
+    index = data.index
+    hits = np.flatnonzero((index["patient"] == patient).to_numpy() & (index["slice"] == number).to_numpy())
+    return int(hits[0]) if len(hits) else None
+
+
+def gated_name(classifier: str, segmenter: str) -> str:
+    """Display name of the in-memory gated pipeline."""
+    return f"{GATED_PREFIX}{classifier} → {segmenter}"
+
+
+def build_gated(classifier: LGGModel, segmenter: LGGModel) -> LGGModel:
+    """The classifier-gated segmenter, assembled in memory from two trained models (never saved)."""
+    device = next(segmenter.parameters()).device
+    return assemble("gated", [classifier, segmenter]).to(device)
+
+
+def predict_gated(
+    gated: LGGModel, images: np.ndarray, classifier_size: int | None, segmenter_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gated tumor probabilities (N, H, W) and classifier probabilities (N,).
+
+    Each part sees the input size it was trained at (the classifier often 128², the segmenter 256²), which
+    ``GatedSegmenter.forward`` cannot do because it feeds both the same tensor.
+    """
+    net = gated.net
+    cls_prob = predict(net.classifier, images, "classify", input_size=classifier_size)
+    seg_prob = predict(net.segmenter, images, "segment", input_size=segmenter_size)
+    return np.where((cls_prob >= net.threshold)[:, None, None], seg_prob, 0.0).astype(np.float32), cls_prob
+
+
+def read_eval(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
+    """The artifact's eval tables, or (None, why not)."""
+    if not record.ok:
+        return None, record.problem
+    folder = record.path / "eval"
+    if not (folder / "summary.json").is_file() or not (folder / "slices.csv").is_file():
+        return None, f"{record.name} has not been evaluated yet (run `lgg evaluate {record.path}`)"
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        if "raw" not in summary.get("variants", {}):
+            raise ValueError("summary.json has no variants.raw (written by an older lgg evaluate?)")
+        slices = pd.read_csv(folder / "slices.csv")
+        patients = pd.read_csv(folder / "patients.csv") if (folder / "patients.csv").is_file() else None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return None, f"eval tables of {record.name} are unreadable: {err}"
+    return EvalTables(summary, slices, patients), None
+
+
+def read_epochs(record: ModelRecord) -> pd.DataFrame | None:
+    """The per-epoch training log, or None when missing or unreadable."""
+    try:
+        return pd.read_csv(record.path / "epochs.csv")
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def read_split(record: ModelRecord) -> dict[str, Any] | None:
+    """split.json of the artifact, or None."""
+    try:
+        return json.loads((record.path / "split.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def read_card(record: ModelRecord) -> str | None:
+    """The model card's markdown body (YAML front matter removed), or None."""
+    try:
+        text = (record.path / "README.md").read_text()
+    except (OSError, TypeError):
+        return None
+    if text.startswith("---"):
+        _, _, rest = text[3:].partition("\n---")
+        text = rest.lstrip("\n")
+    return text

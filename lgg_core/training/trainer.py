@@ -1,0 +1,344 @@
+"""Training any registry entry on one patient-level fold, with resume, early stopping and a Hub-format artifact."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import segmentation_models_pytorch as smp
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from lgg_core.serving.artifacts import write_artifact
+from lgg_core.data.cache import LGGData
+from lgg_core.training.checkpoint import load_checkpoint, save_checkpoint
+from lgg_core.serving.device import autocast, pick_device
+from lgg_core.serving.inference import predict
+from lgg_core.evaluation.metrics import classification_metrics, volume_dice
+from lgg_core.models import LGGModel
+from lgg_core.data.splits import fold_roles, make_folds
+from lgg_core.data.dataset import SliceDataset
+from lgg_core.data.transforms import Augment, training_batch
+
+LOSSES = ("bce", "dice", "bce+dice")
+RUN_CONTROL = frozenset({"max_minutes", "device", "num_workers"})
+"""Config fields a resumed run may change (e.g. extend its time budget); every other field must match."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run; every field is recorded in the artifact's config.json.
+
+    ``pos_weight``: a number, None, or ``"auto"`` (classifiers: negative/positive slice ratio; segmenters: square
+    root of the background/tumor pixel ratio of the training slices, capped at 10).
+    ``crop``: random crop size for segmenters (tumor-biased with ``tumor_crop_prob``); evaluation always uses full
+    slices. ``input_size``: resize inputs to this size (e.g. 128 for fast CPU classifiers).
+    ``max_minutes``: stop after the epoch during which this wall time is reached (CPU budgets); the learning-rate
+    schedule then decays by elapsed time as well as by steps (see :func:`lr_lambda`).
+    """
+
+    arch: str
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    fold: int = 0
+    k: int = 5
+    split_seed: int = 0
+    val_fraction: float = 0.1
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    loss: str = "bce+dice"
+    pos_weight: float | str | None = None
+    crop: int | None = None
+    tumor_crop_prob: float = 0.7
+    input_size: int | None = None
+    patience: int = 8
+    max_minutes: float | None = None
+    limit_train_batches: int | None = None
+    num_workers: int = 0
+    mixed_precision: bool = True
+    weights_dtype: str = "float32"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.weights_dtype not in ("float32", "float16"):
+            raise ValueError("weights_dtype must be 'float32' or 'float16'")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (e.g. a TOML table), rejecting unknown keys with the list of valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**values)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def code_revision() -> str:
+    """``git describe`` of the code that trained the model, or ``"unknown"`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=10, check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_pos_weight(cfg: TrainConfig, task: str, data: LGGData, rows: np.ndarray) -> float | None:
+    if cfg.pos_weight != "auto":
+        return None if cfg.pos_weight is None else float(cfg.pos_weight)
+    if task == "classify":
+        pos = int(data.index["has_tumor"].to_numpy()[rows].sum())
+        return (len(rows) - pos) / max(pos, 1)
+    fg = int(data.index["tumor_pixels"].to_numpy()[rows].sum())
+    bg = len(rows) * data.masks.shape[1] * data.masks.shape[2] - fg
+    return float(min(math.sqrt(bg / max(fg, 1)), 10.0))
+
+
+class Criterion(torch.nn.Module):
+    """BCE (with optional pos_weight), Dice, or their sum; classifiers only use BCE."""
+
+    def __init__(self, loss: str, task: str, pos_weight: float | None) -> None:
+        super().__init__()
+        pw = None if pos_weight is None else torch.tensor([pos_weight])
+        self.bce = torch.nn.BCEWithLogitsLoss(pos_weight=pw)
+        self.dice = smp.losses.DiceLoss("binary", from_logits=True)
+        self.use_bce = task == "classify" or "bce" in loss
+        self.use_dice = task == "segment" and "dice" in loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        loss = self.bce(logits, target) if self.use_bce else logits.new_zeros(())
+        return loss + self.dice(logits, target) if self.use_dice else loss
+
+
+def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Dice of the thresholded batch, for the progress bar."""
+    pred = logits.detach() > 0
+    inter = (pred & (target > 0.5)).sum().item()
+    total = pred.sum().item() + (target > 0.5).sum().item()
+    return 1.0 if total == 0 else 2 * inter / total
+
+
+def validate(model: LGGModel, data: LGGData, patients: list[str], cfg: TrainConfig) -> dict[str, float]:
+    """Segmenters: mean per-patient volume Dice; classifiers: AUROC and accuracy. Full slices, no augmentation."""
+    model.eval()
+    rows = data.rows(patients)
+    probs = predict(model, data.images[rows], model.task, cfg.batch_size, cfg.input_size, mixed_precision=True)
+    model.train()
+    if model.task == "classify":
+        m = classification_metrics(data.index["has_tumor"].to_numpy()[rows], probs)
+        return {"val_score": m["auroc"], "val_auroc": m["auroc"], "val_accuracy": m["accuracy"]}
+    pred, true = probs > 0.5, data.masks[rows]
+    patient_of_row = data.index["patient"].to_numpy()[rows]
+    dices = [volume_dice(pred[patient_of_row == p], true[patient_of_row == p]) for p in patients]
+    return {"val_score": float(np.mean(dices)), "val_patient_dice": float(np.mean(dices))}
+
+
+class Budget:
+    """Wall-clock budget of a run (``max_minutes``); ``start`` moves back on resume by the time already spent."""
+
+    def __init__(self, max_minutes: float | None) -> None:
+        self.max_seconds = None if max_minutes is None else max_minutes * 60
+        self.start = time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def fraction(self) -> float:
+        return 0.0 if self.max_seconds is None else self.elapsed() / self.max_seconds
+
+    def spent(self) -> bool:
+        return self.max_seconds is not None and self.elapsed() >= self.max_seconds
+
+
+def lr_lambda(cfg: TrainConfig, steps_per_epoch: int, budget: Budget):
+    """Linear warm-up for ``warmup_epochs``, then cosine decay to 1% of ``lr``.
+
+    The decay follows whichever is further along, steps or the time budget, so a run cut short by ``max_minutes``
+    on a slow machine still ends at a low learning rate instead of mid-schedule.
+    """
+    warm = max(cfg.warmup_epochs * steps_per_epoch, 1)
+    total = max(cfg.epochs * steps_per_epoch, warm + 1)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, max((step - warm) / (total - warm), budget.fraction()))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initializes torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def train(
+    cfg: TrainConfig,
+    data: LGGData,
+    out_dir: str | Path,
+    run_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> Path | None:
+    """Train ``cfg.arch`` on fold ``cfg.fold`` and write a Hub-format artifact to ``out_dir``.
+
+    ``run_dir`` holds the per-epoch checkpoint; a killed run started again with the same ``run_dir`` resumes from the
+    last finished epoch. Under torchrun each process trains on its shard; rank 0 validates and writes. Returns the
+    artifact folder (None on other ranks).
+    """
+    rank, world = _distributed()
+    out_dir = Path(out_dir)
+    run_dir = Path(run_dir) if run_dir else out_dir.with_name(out_dir.name + ".run")
+    device = pick_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    seed_everything(cfg.seed)
+
+    folds = make_folds(data.index, cfg.k, cfg.split_seed)
+    roles = fold_roles(folds, cfg.fold, cfg.val_fraction, cfg.split_seed)
+    train_rows = data.rows(roles["train"])
+    model = LGGModel(cfg.arch, cfg.arch_kwargs).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    task = model.task
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+
+    dataset = SliceDataset(data.images, data.masks, train_rows)
+    augment_rng = torch.Generator().manual_seed(cfg.seed + rank)
+    augment, crop = Augment(), cfg.crop if task == "segment" else None
+    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else None
+    shuffle_rng = torch.Generator()
+    loader = DataLoader(
+        dataset, cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=cfg.num_workers, generator=shuffle_rng,
+    )
+    steps = min(len(loader), cfg.limit_train_batches or len(loader))
+    pos_weight = resolve_pos_weight(cfg, task, data, train_rows)
+    criterion = Criterion(cfg.loss, task, pos_weight).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    budget = Budget(cfg.max_minutes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps, budget))
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=device.type == "cuda" and cfg.mixed_precision and not torch.cuda.is_bf16_supported()
+    )
+
+    log: list[dict[str, Any]] = []
+    start_epoch, best_score, best_epoch, best_state = 0, -math.inf, -1, None
+    state = load_checkpoint(run_dir / "checkpoint") if resume else None
+    if state is not None:
+        old, new = state["config"], dataclasses.asdict(cfg)
+        if {k: v for k, v in old.items() if k not in RUN_CONTROL} != {k: v for k, v in new.items() if k not in RUN_CONTROL}:
+            raise ValueError(f"{run_dir} holds a checkpoint of a different config; use another run dir or --no-resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        augment_rng.set_state(state["augment_rng"])
+        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        best_state, log = state["best_model"], state["log"]
+        budget.start = time.time() - state["elapsed"]
+        if rank == 0:
+            print(f"resumed from {run_dir} at epoch {start_epoch}")
+
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        # Each epoch's order depends on (seed, epoch) only, so a resumed run replays the same batches.
+        shuffle_rng.manual_seed(cfg.seed * 100_003 + epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        t0, losses, dices = time.time(), [], []
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", disable=not progress or rank != 0, leave=False)
+        for i, (x, y) in enumerate(bar):
+            if i >= steps:
+                break
+            x, y = training_batch(
+                x.to(device), y.to(device), task, augment_rng, augment, crop, cfg.tumor_crop_prob, cfg.input_size
+            )
+            if device.type == "cpu":
+                x = x.to(memory_format=torch.channels_last)
+            with autocast(device, cfg.mixed_precision):
+                logits = net(x)
+            loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+            dices.append(hard_dice(logits, y) if task == "segment" else float(((logits > 0) == (y > 0.5)).float().mean()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", dice=f"{np.mean(dices[-20:]):.3f}")
+        row: dict[str, Any] = {
+            "epoch": epoch, "train_loss": float(np.mean(losses)),
+            ("train_dice" if task == "segment" else "train_accuracy"): float(np.mean(dices)),
+            "lr": optimizer.param_groups[0]["lr"], "train_seconds": time.time() - t0,
+        }
+        stop = False
+        if rank == 0:
+            row.update(validate(model, data, roles["val"], cfg))
+            row["seconds"] = time.time() - t0
+            if row["val_score"] > best_score:
+                best_score, best_epoch = row["val_score"], epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            log.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+            save_checkpoint(run_dir / "checkpoint", {
+                "config": dataclasses.asdict(cfg), "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
+                "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
+                "log": log, "elapsed": budget.elapsed(),
+            })
+            stop = epoch - best_epoch >= cfg.patience or budget.spent()
+        if world > 1:
+            flag = torch.tensor([int(stop)], device=device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            break
+
+    if rank != 0:
+        return None
+    model.load_state_dict(best_state)
+    training = {
+        **dataclasses.asdict(cfg), "task": task, "pos_weight_value": pos_weight,
+        "split_file": "split.json", "dataset_hash": data.dataset_hash,
+        "patients": {r: len(v) for r, v in roles.items()},
+        "epochs_run": len(log), "best_epoch": best_epoch, "best_val_score": best_score,
+        "wall_time_s": round(budget.elapsed(), 1), "code_revision": code_revision(),
+        "device": str(device), "world_size": world, "torch": torch.__version__,
+    }
+    split = {"folds": folds, "k": cfg.k, "seed": cfg.split_seed, "dataset_hash": data.dataset_hash, "roles": roles}
+    return write_artifact(
+        out_dir, model, training, split, pd.DataFrame(log),
+        weights_dtype=torch.float16 if cfg.weights_dtype == "float16" else None,
+    )
