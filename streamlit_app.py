@@ -10,6 +10,8 @@ import streamlit as st
 
 from lgg_core.app.state import data_dir, device, init_state
 
+# Every page imports lgg_core.app.state: on a fresh server, Streamlit's legacy pages/ mode (set off by the folder
+# name) would run a shared link's page alone; that import's _leave_legacy_pages_mode() reruns it through here.
 PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),

@@ -1,13 +1,14 @@
-"""Upload: predictions, Grad-CAM and downloads for one's own slice (.tif/.tiff, .png, .jpg, DICOM)."""
+"""Upload: predictions, Grad-CAM and downloads for one's own slice (TIFF, PNG, JPEG, BMP, GIF, WebP, DICOM)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import streamlit as st
 
 from lgg_core.explain.cam import CAM_METHODS, ExplainError, explain, layer_options
 from lgg_core.app.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
-from lgg_core.data.upload import EXTENSIONS, UploadError, read_upload
+from lgg_core.data.upload import EXTENSIONS, FORMATS, MAX_PIXELS, UploadError, read_upload
 from lgg_core.app.state import model, predict_masks, predictor, require_models, usable
 
 st.title("Upload a slice")
@@ -19,7 +20,9 @@ st.markdown(
 models = usable()
 require_models(models)
 
-upload = st.file_uploader("Slice file", type=[e.lstrip(".") for e in EXTENSIONS])
+# No type= filter: the file's content decides, so every refusal is the app's own message, not Streamlit's.
+upload = st.file_uploader("Slice file", help=f"One 2D slice as {FORMATS} ({', '.join(EXTENSIONS)}), at most "
+                          f"{MAX_PIXELS:,} pixels (e.g. 2048×2048); DICOM must be MR.")
 chosen = st.multiselect("Models", list(models), default=list(models)[:2])
 if upload is None:
     st.stop()
@@ -28,6 +31,13 @@ try:
 except UploadError as err:
     st.error(f"**{upload.name}** cannot be used: {err}")
     st.stop()
+except Exception:  # a failure no check foresaw: the visitor gets a message, the server log the traceback
+    logging.getLogger(__name__).exception("reading the upload %r failed", upload.name)
+    st.error(f"**{upload.name}** could not be read: the app failed on this file. Try exporting it again, e.g. as an "
+             "uncompressed TIFF or PNG.")
+    st.stop()
+for warning in slice_.warnings:
+    st.warning(f"**{upload.name}**: {warning}")
 
 with st.expander(f"What was done to {upload.name} ({'x'.join(map(str, slice_.original_shape))}, "
                  f"{slice_.original_dtype})", expanded=True):

@@ -184,7 +184,7 @@ def test_missing_data_dir_gives_a_message_not_a_traceback(tmp_path: Path) -> Non
     at.text_input[0].set_value(str(tmp_path / "nowhere")).run()  # the sidebar setting
     at.switch_page("pages/compare.py").run()
     assert_clean(at)
-    assert "Cannot load the MRI data" in texts(at.error)
+    assert "No `kaggle_3m` dataset at" in texts(at.error)
     at.switch_page("pages/leaderboard.py").run()
     assert_clean(at)
     assert at.dataframe

@@ -1,11 +1,16 @@
-"""Checkpoints round-trip optimizer state (int keys, nested lists) through safetensors + JSON."""
+"""Checkpoints round-trip optimizer state (int keys, nested lists) through safetensors + JSON; damage is reported."""
 from __future__ import annotations
 
+import errno
+import re
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
-from lgg_core.training.checkpoint import load_checkpoint, save_checkpoint
+import lgg_core.training.checkpoint as checkpoint
+from lgg_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_optimizer_state_round_trips(tmp_path: Path) -> None:
@@ -30,3 +35,39 @@ def test_missing_checkpoint_is_none_and_overwrite_keeps_latest(tmp_path: Path) -
     save_checkpoint(tmp_path / "c", {"epoch": 1, "w": torch.ones(2)})
     state = load_checkpoint(tmp_path / "c")
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(2))
+
+
+def _truncate_tensors(path: Path) -> None:
+    tensors = path / "tensors.safetensors"
+    tensors.write_bytes(tensors.read_bytes()[:20])
+
+
+def _garble_state(path: Path) -> None:
+    (path / "state.json").write_text('{"__dict__": [["epoch", 1]')
+
+
+def _drop_tensor(path: Path) -> None:
+    (path / "state.json").write_text('{"__dict__": [["w", {"__tensor__": "no-such-tensor"}]]}')
+
+
+@pytest.mark.parametrize("damage", [_truncate_tensors, _garble_state, _drop_tensor])
+def test_damaged_checkpoint_names_the_folder_and_the_way_out(tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    save_checkpoint(tmp_path / "c", {"epoch": 0, "w": torch.zeros(8)})
+    damage(tmp_path / "c")
+    with pytest.raises(CheckpointError, match=f"checkpoint {re.escape(str(tmp_path / 'c'))} .*--no-resume"):
+        load_checkpoint(tmp_path / "c")
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_checkpoint(tmp_path / "c", {"epoch": 0, "w": torch.zeros(2)})
+
+    def full(tensors, path):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError) as raised:
+        save_checkpoint(tmp_path / "c", {"epoch": 1, "w": torch.ones(2)})
+    assert raised.value.errno == errno.ENOSPC
+    assert load_checkpoint(tmp_path / "c")["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # the partial copy is gone, freeing its space

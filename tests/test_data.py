@@ -354,9 +354,6 @@ def test_changed_file_changes_fingerprint_and_rebuilds(synthetic_root: Path, tmp
     before = fingerprint(synthetic_root, first.index)
     path = synthetic_root / PATIENT / f"{PATIENT}_1.tif"
     tifffile.imwrite(path, np.full((256, 256, 3), 7, np.uint8))
-    stat = path.stat()
-    # Coarse file-system clocks could leave mtime unchanged within one test: move it explicitly.
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert fingerprint(synthetic_root, first.index) != before
     second = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
     assert (second.images[0] == 7).all()
@@ -370,8 +367,35 @@ def test_dataset_hash_is_content_only(synthetic_root: Path, tmp_path: Path) -> N
     os.utime(copy / PATIENT / f"{PATIENT}_1.tif", ns=(0, 0))
     original = load_dataset(synthetic_root, cache_dir=tmp_path / "a", progress=False)
     copied = load_dataset(copy, cache_dir=tmp_path / "b", progress=False)
-    assert fingerprint(copy, copied.index) != fingerprint(synthetic_root, original.index)
+    # The cache key is content-only too: a copy with other mtimes can share its cache file.
+    assert fingerprint(copy, copied.index) == fingerprint(synthetic_root, original.index)
     assert copied.dataset_hash == original.dataset_hash
+
+
+def test_replaced_mask_of_same_size_and_mtime_is_seen(synthetic_root: Path, tmp_path: Path) -> None:
+    # In the published dataset every mask has one size and every file one mtime, so only the bytes can tell.
+    first = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
+    empty = synthetic_root / PATIENT / f"{PATIENT}_1_mask.tif"
+    tumor = synthetic_root / PATIENT / f"{PATIENT}_2_mask.tif"
+    before = empty.stat()
+    assert tumor.stat().st_size == before.st_size
+    shutil.copyfile(tumor, empty)
+    os.utime(empty, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (empty.stat().st_size, empty.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
+    assert second.index["has_tumor"].sum() == first.index["has_tumor"].sum() + 1
+    assert second.masks[0].any() and second.dataset_hash != first.dataset_hash
+    assert len(list(tmp_path.glob("lgg-*.npz"))) == 2
+
+
+def test_cache_file_is_readable_by_other_users(synthetic_root: Path, tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        load_dataset(synthetic_root, cache_dir=tmp_path / "cache", progress=False)
+    finally:
+        os.umask(old_umask)
+    (cache_file,) = (tmp_path / "cache").iterdir()  # and no temp file left behind
+    assert cache_file.name.startswith("lgg-") and cache_file.stat().st_mode & 0o777 == 0o644
 
 
 def test_unwritable_cache_dir_still_loads(synthetic_root: Path, tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
 """CAMs: every method and offered layer runs for a classifier and a segmenter; the energy share means what it says."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from lgg_core.explain.cam import CAM_METHODS, ExplainError, energy_inside, explain, layer_options
 from lgg_core.models import LGGModel
+from lgg_core.serving.inference import predict
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +50,24 @@ def test_segmenter_needs_a_target_and_layers_are_checked(slice_and_mask) -> None
         explain(model, image, layer="nope", target_mask=mask)
     with pytest.raises(ExplainError, match="unknown CAM method"):
         explain(model, image, method="magic", target_mask=mask)
+
+
+def test_concurrent_explanations_match_serial(slice_and_mask) -> None:
+    # The app shares one model object between sessions: CAMs and plain predictions run on it from many threads.
+    _, mask = slice_and_mask
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (6, 256, 256, 3), dtype=np.uint8)
+    model = LGGModel("unet-mini", {"base_width": 8}).eval()
+    jobs = [(image, method) for image in images for method in CAM_METHODS]
+    serial = [explain(model, image, method, target_mask=mask, true_mask=mask).cam for image, method in jobs]
+    reference = predict(model, images, "segment")
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        cams = [pool.submit(explain, model, image, method, None, mask, mask) for image, method in jobs * 3]
+        predictions = [pool.submit(predict, model, images, "segment") for _ in range(6)]
+        for future, want in zip(cams, serial * 3):
+            np.testing.assert_allclose(future.result().cam, want, atol=1e-5)
+        for future in predictions:
+            np.testing.assert_allclose(future.result(), reference, atol=1e-5)
+    # The shared model itself is left as it was: no hooks, no gradients, still in eval mode.
+    assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters()) and not model.training

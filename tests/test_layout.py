@@ -47,6 +47,12 @@ def _imported_rooms(path: Path) -> set[str]:
     return rooms
 
 
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+
 @pytest.mark.parametrize("room", SUBPACKAGES)
 def test_imports_flow_one_way(room: str) -> None:
     upward = {
@@ -91,3 +97,9 @@ def test_pages_folder_holds_only_registered_pages() -> None:
     registered = set(re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "streamlit_app.py").read_text()))
     present = {str(p.relative_to(ROOT)) for p in (ROOT / "pages").iterdir() if p.name != "__pycache__"}
     assert registered and present == registered
+
+
+def test_every_page_imports_the_app_state() -> None:
+    # lgg_core.app.state switches Streamlit out of its legacy pages/ mode on a cold start (see its module).
+    for page in (ROOT / "pages").glob("*.py"):
+        assert "lgg_core.app.state" in _imported_modules(page), page.name

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,14 @@ def test_save_split_rejects_inconsistent_folds(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="expected 0..1"):
         save_split(tmp_path / "s.json", {"a": 0, "b": 2}, k=2, seed=0, dataset_hash="x")
     assert not list(tmp_path.iterdir())
+
+
+def test_split_file_is_readable_by_other_users(tmp_path: Path, sample_data) -> None:
+    folds = make_folds(sample_data.index, k=3)
+    previous = os.umask(0o022)
+    try:
+        save_split(tmp_path / "split.json", folds, k=3, seed=0, dataset_hash=sample_data.dataset_hash)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "split.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["split.json"]

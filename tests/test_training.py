@@ -1,7 +1,12 @@
 """End to end on the real 5-patient sample: train -> artifact -> evaluate, resume after a kill, config errors."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +14,10 @@ import pandas as pd
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+import lgg_core.serving.artifacts as artifacts
 import lgg_core.training.trainer as training
 from lgg_core.serving.artifacts import load_artifact
 from lgg_core.evaluation.evaluator import evaluate
@@ -20,6 +27,7 @@ from lgg_core.training.trainer import TrainConfig, train
 from train.__main__ import main as train_main
 
 TINY = dict(k=3, epochs=2, batch_size=4, limit_train_batches=2, crop=128)
+ONE_EPOCH = {**TINY, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +175,107 @@ def test_segmenter_trained_on_downsized_slices_predicts_full_size(sample_data, t
     assert probs.shape == (3, 256, 256)
     assert evaluate(out, sample_data)["variants"]["raw"]["slices"] == len(
         sample_data.rows(load_split(out / "split.json")["roles"]["test"]))
+
+
+# --- re-runs, leftovers, permissions and write errors --------------------------------------------------------
+
+
+def _cli_args(sample_root: Path, out: Path, *extra: str) -> list[str]:
+    """A 1-epoch, 1-batch ``python -m train`` command: about a second on a CPU."""
+    return ["cnn-encdec", "--data-dir", str(sample_root), "--out", str(out), "--epochs", "1", "--no-progress",
+            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4", *extra]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_rerun_refuses_to_replace_an_evaluated_artifact(sample_root, sample_data, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model"
+    assert train_main(_cli_args(sample_root, out)) == 0
+    evaluate(out, sample_data)
+    capsys.readouterr()
+    assert train_main(_cli_args(sample_root, out)) == 2
+    err = _one_error_line(capsys)
+    assert str(out) in err and "eval/summary.json" in err and "--overwrite" in err
+    assert (out / "eval" / "summary.json").is_file() and ModelCard.load(out / "README.md").data.eval_results
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        train(TrainConfig(arch="cnn-encdec"), sample_data, out, progress=False)
+    assert train_main(_cli_args(sample_root, out, "--overwrite")) == 0
+    assert (out / "config.json").is_file() and not (out / "eval").exists()
+
+
+def test_stale_copies_of_the_artifact_are_removed(sample_root, tmp_path: Path) -> None:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead, alive = finished.pid, os.getppid()
+    for name in (f".model.tmp-{dead}", f"model.old-{dead}-1700000000", f"model.old-{alive}-1700000000",
+                 f".model.tmp-{alive}", f".other.tmp-{dead}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"partial")
+    # A live pid on a copy older than this process: the pid was reused, the copy is a crashed write's.
+    os.utime(tmp_path / f"model.old-{alive}-1700000000", (1_700_000_000, 1_700_000_000))
+    assert train_main(_cli_args(sample_root, tmp_path / "model")) == 0
+    # Kept: a copy that a live process may still be writing, and another artifact's.
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [f".model.tmp-{alive}", f".other.tmp-{dead}", "model", "model.run"]
+
+
+def test_artifact_files_are_readable_by_other_users(sample_data, tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        out = train(TrainConfig(arch="cnn-encdec", **ONE_EPOCH), sample_data, tmp_path / "m", progress=False)
+    finally:
+        os.umask(old_umask)
+    # safetensors (model.safetensors) and tempfile.mkstemp (split.json) create 0600 files whatever the umask.
+    assert out.stat().st_mode & 0o777 == 0o755
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == dict.fromkeys(["README.md", "config.json", "epochs.csv", "model.safetensors", "split.json"], 0o644)
+
+
+def test_cli_disk_full_while_checkpointing_is_one_clear_error(
+    sample_root, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    def full(path, state):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(training, "save_checkpoint", full)
+    out = tmp_path / "model"
+    assert train_main(_cli_args(sample_root, out)) == 2
+    err = _one_error_line(capsys)
+    assert "No space left on device for the checkpoint" in err and str(out) + ".run" in err and "--run-dir" in err
+
+
+@pytest.mark.parametrize("error", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+], ids=["python", "safetensors"])
+def test_disk_full_while_writing_the_artifact_leaves_nothing(
+    error: Exception, sample_data, tmp_path: Path, monkeypatch
+) -> None:
+    real_save_split = artifacts.save_split
+
+    def full(path, **split):
+        real_save_split(path, **split)  # the weights and the split are written, then the disk is full
+        raise error
+
+    monkeypatch.setattr(artifacts, "save_split", full)
+    out = tmp_path / "model"
+    with pytest.raises(OSError, match=f"No space left on device for the artifact {re.escape(str(out))}.*--out") as raised:
+        train(TrainConfig(arch="cnn-encdec", **ONE_EPOCH), sample_data, out, progress=False)
+    assert raised.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.run"]  # no partial copy takes space
+
+
+def test_cli_corrupt_checkpoint_is_one_clear_error(sample_root, tmp_path: Path, capsys) -> None:
+    checkpoint = tmp_path / "run" / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text('{"__dict__": []}')
+    (checkpoint / "tensors.safetensors").write_bytes(b"\x00" * 3)
+    args = _cli_args(sample_root, tmp_path / "model", "--run-dir", str(tmp_path / "run"))
+    assert train_main(args) == 2
+    err = _one_error_line(capsys)
+    assert f"checkpoint {checkpoint}" in err and "--no-resume" in err
+    assert train_main([*args, "--no-resume"]) == 0  # the advice works

@@ -1,14 +1,27 @@
-"""Uploaded files: every supported format decodes to a 256² uint8 slice; every bad file gets a clear UploadError."""
+"""Uploaded files: every supported format decodes to a 256² uint8 slice; every bad file gets a clear UploadError.
+
+Hostile files are crafted here (no binaries are committed): headers that declare huge images over a few bytes, and
+Deflate streams that inflate far beyond what their header declares. Such files must be refused before memory is
+spent on them, which ``tracemalloc`` measures (numpy reports its allocations to it).
+"""
 from __future__ import annotations
 
 import io
+import re
+import struct
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, MRImageStorage,
+                         RLELossless, generate_uid)
 
 from lgg_core.data.upload import MAX_PIXELS, UploadError, read_upload
 
@@ -27,21 +40,100 @@ def tif_bytes(array: np.ndarray, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def dicom_bytes(pixels: np.ndarray, monochrome1: bool = False, with_pixels: bool = True) -> bytes:
+def mr_dataset(rows: int, columns: int, syntax: str = ExplicitVRLittleEndian, modality: str | None = "MR",
+               samples: int = 1, bits: int = 16) -> Dataset:
+    """A DICOM MR image header without pixels."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     ds = Dataset()
     ds.file_meta, ds.SOPClassUID, ds.SOPInstanceUID = meta, MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Rows, ds.Columns = "MR", *pixels.shape
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 12, 11, 0
+    if modality is not None:
+        ds.Modality = modality
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, columns, samples
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, min(bits, 12), min(bits, 12) - 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2" if samples == 1 else "RGB"
+    if samples > 1:
+        ds.PlanarConfiguration = 0
+    return ds
+
+
+def saved(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dicom_bytes(pixels: np.ndarray, monochrome1: bool = False, with_pixels: bool = True, modality: str | None = "MR",
+                syntax: str = ExplicitVRLittleEndian) -> bytes:
+    ds = mr_dataset(*pixels.shape, syntax, modality)
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     ds.RescaleSlope, ds.RescaleIntercept = 2, -10
     if with_pixels:
         ds.PixelData = pixels.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return saved(ds)
+
+
+def deflated(chunks: Callable[[], Iterable[bytes]], wbits: int) -> bytes:
+    """Deflate a stream given in chunks, so that hundreds of MB of zeros never exist in memory at once."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, wbits)
+    return b"".join(compressor.compress(chunk) for chunk in chunks()) + compressor.flush()
+
+
+def zeros(count: int, block: int = 1 << 20) -> Callable[[], Iterable[bytes]]:
+    return lambda: (bytes(min(block, count - start)) for start in range(0, count, block))
+
+
+def deflated_dicom(ds: Dataset, pixel_data: Callable[[], Iterable[bytes]], pixel_bytes: int) -> bytes:
+    """A Deflated Explicit VR Little Endian DICOM of ``ds`` whose Pixel Data holds ``pixel_bytes`` streamed bytes."""
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    header = saved(ds)  # pydicom deflates the dataset (without pixels) after the File Meta group
+    start = 144 + int.from_bytes(header[140:144], "little")  # (0002,0000) holds the group's length
+    dataset = zlib.decompress(header[start:], -zlib.MAX_WBITS)
+    element = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, pixel_bytes)
+    return header[:start] + deflated(lambda: (dataset, element, *pixel_data()), -zlib.MAX_WBITS)
+
+
+def tiff_claiming(width: int, height: int, strip: bytes, bits: int = 16, compression: int = 8,
+                  samples: int = 1) -> bytes:
+    """A little-endian TIFF whose one IFD declares width x height x samples over a single strip of ``strip``."""
+    count = 9
+    strip_offset = 8 + 2 + 12 * count + 4  # header, tag count, tags, next-IFD offset
+    short, long = "<HHIHH", "<HHII"  # tag, type (3 SHORT, 4 LONG), count 1, value (a SHORT is padded to 4 bytes)
+    tags = [struct.pack(long, 256, 4, 1, width), struct.pack(long, 257, 4, 1, height),
+            struct.pack(short, 258, 3, 1, bits, 0), struct.pack(short, 259, 3, 1, compression, 0),
+            struct.pack(short, 262, 3, 1, 1, 0), struct.pack(long, 273, 4, 1, strip_offset),
+            struct.pack(short, 277, 3, 1, samples, 0), struct.pack(long, 278, 4, 1, height),
+            struct.pack(long, 279, 4, 1, len(strip))]
+    return b"II*\x00" + struct.pack("<IH", 8, count) + b"".join(tags) + struct.pack("<I", 0) + strip
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header (IHDR, CRC fixed) declares width x height."""
+    png = bytearray(pil_bytes(np.zeros((64, 64), np.uint8), "PNG"))
+    png[16:24] = struct.pack(">II", width, height)
+    png[29:33] = struct.pack(">I", zlib.crc32(png[12:29]))
+    return bytes(png)
+
+
+def refused(name: str, data: bytes) -> tuple[str, float]:
+    """The UploadError message for the file and the peak memory (MiB) traced while reaching it."""
+    tracemalloc.start()
+    try:
+        read_upload(name, data)
+    except UploadError as err:
+        return str(err), tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    raise AssertionError(f"{name} was accepted")
+
+
+def assert_own_message(message: str) -> None:
+    """A message for the user: no object repr, no server path, not a bare number as the whole explanation."""
+    assert not re.search(r"<[^>]*object at 0x|0x[0-9a-f]{6,}", message), message
+    assert not re.search(r"(^|\s)/\w+/|[A-Z]:\\|site-packages|\.py\b", message), message
+    assert not re.search(r":\s*-?[\d.]+\s*$", message), message
+    assert len(re.sub(r"[\d\W]", "", message)) > 20, message
 
 
 MRI = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
@@ -123,3 +215,228 @@ def test_huge_png_is_refused_before_decoding() -> None:
     huge = pil_bytes(np.zeros((side, side), bool), "PNG")
     with pytest.raises(UploadError, match="too large"):
         read_upload("huge.png", huge)
+
+
+
+
+def dicom_of(ds: Dataset, pixel_data: bytes, **elements: object) -> bytes:
+    """``ds`` with these pixel bytes and extra elements, saved."""
+    ds.PixelData = pixel_data
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    return saved(ds)
+
+
+# Problem 1: files that declare (or inflate to) huge images are refused before memory is spent on them.
+
+CLAIMS = {
+    "tiff 6300² uint16": ("claim.tif", lambda: tiff_claiming(6300, 6300, zlib.compress(bytes(1000)))),
+    "tiff 12600² uint16": ("claim.tif", lambda: tiff_claiming(12600, 12600, zlib.compress(bytes(1000)))),
+    "tiff 2049x2048, 1 sample": ("claim.tif", lambda: tiff_claiming(2049, 2048, bytes(1000), bits=8, compression=1)),
+    "png 3000²": ("claim.png", lambda: png_claiming(3000, 3000)),
+    "png 100000²": ("claim.png", lambda: png_claiming(100_000, 100_000)),
+    "dicom 4096²": ("claim.dcm", lambda: dicom_of(mr_dataset(4096, 4096), bytes(128))),
+    "deflated dicom 8000²": ("claim.dcm", lambda: deflated_dicom(mr_dataset(8000, 8000), zeros(8000 * 8000 * 2),
+                                                                 8000 * 8000 * 2)),
+}
+
+
+@pytest.mark.parametrize("case", list(CLAIMS))
+def test_declared_size_over_the_cap_is_refused_before_decoding(case: str) -> None:
+    name, build = CLAIMS[case]
+    message, peak = refused(name, build())
+    assert "too large" in message and "2048x2048" in message
+    assert peak < 4, f"{case}: {peak:.1f} MiB traced before refusing"
+    assert_own_message(message)
+
+
+BOMBS = {
+    # 64 KB of Deflate for a 64x64 strip that inflates to 64 MiB: tifffile (without imagecodecs) inflates it whole.
+    "tiff strip": ("bomb.tif", lambda: tiff_claiming(64, 64, deflated(zeros(64 << 20), zlib.MAX_WBITS), bits=8)),
+    # pydicom inflates a Deflated dataset whole before reading its header.
+    "deflated dicom": ("bomb.dcm", lambda: deflated_dicom(mr_dataset(64, 64), zeros(64 << 20), 64 << 20)),
+}
+
+
+@pytest.mark.parametrize("case", list(BOMBS))
+def test_stream_inflating_beyond_its_declared_size_is_refused(case: str) -> None:
+    name, build = BOMBS[case]
+    message, peak = refused(name, build())
+    assert "decompression bomb" in message
+    assert peak < 8, f"{case}: {peak:.1f} MiB traced before refusing"
+
+
+def test_pixel_cap_counts_pixels_not_samples() -> None:
+    rgba = np.zeros((2048, 2048, 4), np.uint8)
+    rgba[:1024, :, 1] = 200
+    out = read_upload("rgba.tif", tif_bytes(rgba))  # 16.8 M samples but 4.2 M pixels: at the cap, accepted
+    assert out.image.shape == (256, 256, 3) and MAX_PIXELS == 2048 * 2048
+
+
+def animated_gif() -> bytes:
+    frames = [Image.fromarray(MRI), Image.fromarray(255 - MRI)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def rle_dicom() -> bytes:
+    ds = mr_dataset(64, 64)
+    ds.PixelData = RNG.integers(0, 4000, (64, 64)).astype(np.uint16).tobytes()
+    ds.compress(RLELossless)
+    return saved(ds)
+
+
+def jpeg_dicom(declared: tuple[int, int], actual: tuple[int, int]) -> bytes:
+    ds = mr_dataset(*declared, JPEGBaseline8Bit, bits=8)
+    ds.BitsStored, ds.HighBit = 8, 7
+    ds.PixelData = encapsulate([pil_bytes(np.resize(MRI[..., 0], actual), "JPEG")])
+    return saved(ds)
+
+
+LIMITS = {
+    "5 samples": ("5.tif", lambda: tif_bytes(np.zeros((64, 64, 5), np.uint8), photometric="minisblack",
+                                             planarconfig="contig"), "5 values per pixel"),
+    "complex128": ("c.tif", lambda: tif_bytes(np.ones((64, 64), np.complex128)), "16 bytes per value"),
+    "multi-frame dicom": ("f.dcm", lambda: dicom_of(mr_dataset(64, 64), bytes(2 * 64 * 64 * 2), NumberOfFrames=2),
+                          "2 frames"),
+    "dicom with 4 samples": ("s.dcm", lambda: dicom_of(mr_dataset(64, 64, samples=4, bits=8), bytes(4 * 64 * 64)),
+                             "4 values per pixel"),
+    "animated gif": ("a.gif", animated_gif, "several frames"),
+    "tiff with lzma": ("l.tif", lambda: tif_bytes(MRI, compression="lzma"), "LZMA compression"),
+    "tiff strip over 32 MiB": ("s.tif", lambda: tiff_claiming(2048, 2048, zlib.compress(bytes(1000)), bits=64,
+                                                              samples=2), "strips or tiles are too large"),
+    "dicom with RLE": ("r.dcm", rle_dicom, "RLE Lossless"),
+    "dicom whose JPEG is larger than declared": ("j.dcm", lambda: jpeg_dicom((64, 64), (1000, 1500)),
+                                                 "1500x1000 pixels but its header declares 64x64"),
+}
+
+
+@pytest.mark.parametrize("case", list(LIMITS))
+def test_other_declared_limits_are_enforced(case: str) -> None:
+    name, build, message = LIMITS[case]
+    with pytest.raises(UploadError, match=re.escape(message)):
+        read_upload(name, build())
+
+
+def test_dicom_pixel_data_longer_than_declared_is_not_read_as_more_frames() -> None:
+    data = dicom_of(mr_dataset(64, 64), np.arange(8 * 64 * 64, dtype=np.uint16).tobytes())
+    assert read_upload("x.dcm", data).original_shape == (64, 64)
+
+
+def gradient(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A non-blank image that Deflate compresses quickly (every row is the same)."""
+    row = np.linspace(0, 1000, shape[1], dtype=np.float64)
+    return np.broadcast_to(row.reshape((1, shape[1]) + (1,) * (len(shape) - 2)), shape).astype(dtype)
+
+
+def largest_dicom() -> bytes:
+    ds = mr_dataset(2048, 2048, samples=3, bits=64)
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -10
+    rows = gradient((256, 2048, 3), np.uint64).tobytes()
+    return deflated_dicom(ds, lambda: (rows for _ in range(8)), len(rows) * 8)
+
+
+LARGEST = {
+    # The caps' worst case: 2048² pixels x 4 samples x 8 bytes = 128 MiB decoded, in 32 MiB Deflate strips.
+    "tiff 2048² RGBA float64": ("big.tif", lambda: tif_bytes(
+        gradient((2048, 2048, 4), np.float64), photometric="rgb", extrasamples=[2], compression="zlib",
+        compressionargs={"level": 1}, rowsperstrip=512)),
+    # DICOM's: 3 samples x 64 bits, Deflate-compressed, with a rescale.
+    "deflated dicom 2048² RGB 64-bit": ("big.dcm", largest_dicom),
+}
+
+
+@pytest.mark.parametrize("case", list(LARGEST))
+def test_largest_allowed_upload_stays_within_a_few_hundred_mb(case: str, capsys: pytest.CaptureFixture) -> None:
+    name, build = LARGEST[case]
+    data = build()
+    tracemalloc.start()
+    try:
+        out = read_upload(name, data)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert out.image.shape == (256, 256, 3) and out.original_shape[:2] == (2048, 2048)
+    with capsys.disabled():
+        print(f"\n{case}: {len(data) / 2**20:.1f} MiB file, peak traced memory {peak:.0f} MiB")
+    assert peak < 400, f"{case}: {peak:.0f} MiB"
+
+
+# Problem 2: every message is the app's own, and doubtful files are accepted with a warning.
+
+def test_supported_pillow_formats_decode() -> None:
+    for fmt, name in [("BMP", "a.bmp"), ("GIF", "a.gif"), ("WEBP", "a.webp")]:
+        out = read_upload(name, pil_bytes(MRI, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+        assert out.image.shape == (256, 256, 3) and not out.warnings, name
+
+
+MESSAGES = {
+    "text named .png": ("notes.png", b"hello, this is text"),
+    "TIFF cut to its header": ("cut.tif", tif_bytes(MRI)[:8]),
+    "TIFF cut in its pixels": ("cut.tif", tif_bytes(MRI)[:5000]),
+    "PNG cut": ("cut.png", pil_bytes(MRI, "PNG")[:5000]),
+    "EPS, which Pillow would hand to Ghostscript": ("a.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n"),
+    "ICO": ("a.ico", pil_bytes(MRI[:64, :64], "ICO")),
+    "random bytes": ("brain.nii", RNG.integers(0, 256, 4000, dtype=np.uint8).tobytes()),
+    "DICOM cut": ("cut.dcm", dicom_bytes(MRI[..., 0])[:3000]),
+    "deflated DICOM cut": ("cut.dcm", dicom_bytes(MRI[..., 0], syntax=DeflatedExplicitVRLittleEndian)[:1000]),
+    "CT DICOM": ("ct.dcm", dicom_bytes(MRI[..., 0], modality="CT")),
+    "DICOM with a crafted modality": ("x.dcm", dicom_bytes(MRI[..., 0], modality="**[click](http://x.example)**")),
+}
+
+
+@pytest.mark.parametrize("case", list(MESSAGES))
+def test_messages_are_the_apps_own(case: str) -> None:
+    message, _ = refused(*MESSAGES[case])
+    assert_own_message(message)
+    assert "http" not in message and "0x" not in message
+
+
+def test_non_mr_dicom_is_refused_with_its_modality() -> None:
+    message, _ = refused("ct.dcm", dicom_bytes(MRI[..., 0], modality="CT"))
+    assert "not MRI" in message and "CT" in message
+
+
+def test_deflated_dicom_within_the_caps_decodes() -> None:
+    pixels = RNG.integers(0, 4000, (128, 128)).astype(np.uint16)
+    plain = read_upload("a.dcm", dicom_bytes(pixels))
+    packed = read_upload("a.dcm", dicom_bytes(pixels, syntax=DeflatedExplicitVRLittleEndian))
+    np.testing.assert_array_equal(plain.image, packed.image)
+
+
+def test_jpeg_dicom_of_the_declared_size_decodes() -> None:
+    assert read_upload("j.dcm", jpeg_dicom((64, 64), (64, 64))).original_shape == (64, 64)
+
+
+WARNINGS = {
+    "mask saved as an image": ("mask.png", lambda: pil_bytes(np.where(MRI[..., 0] > 128, 255, 0).astype(np.uint8),
+                                                             "PNG"), "segmentation mask"),
+    "boolean TIFF": ("mask.tif", lambda: tif_bytes(MRI[..., 0] > 128), "segmentation mask"),
+    "complex TIFF": ("raw.tif", lambda: tif_bytes((MRI[..., 0] + 1j * MRI[..., 1]).astype(np.complex64)),
+                     "complex"),
+    "DICOM without a modality": ("x.dcm", lambda: dicom_bytes(MRI[..., 0], modality=None), "modality"),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+def test_doubtful_files_are_accepted_with_a_warning(case: str) -> None:
+    name, build, word = WARNINGS[case]
+    out = read_upload(name, build())
+    assert out.image.shape == (256, 256, 3)
+    assert any(word in w for w in out.warnings), out.warnings
+    for warning in out.warnings:
+        assert_own_message(warning)
+
+
+def test_complex_pixels_use_their_magnitude() -> None:
+    magnitude = RNG.integers(1, 4000, (256, 256)).astype(np.float32)
+    phase = RNG.uniform(-np.pi, np.pi, magnitude.shape)
+    out = read_upload("raw.tif", tif_bytes((magnitude * np.exp(1j * phase)).astype(np.complex64)))
+    expected = read_upload("mag.tif", tif_bytes(magnitude))
+    assert np.abs(out.image.astype(int) - expected.image).max() <= 1  # float32 rounding of the magnitude
+
+
+def test_an_ordinary_slice_has_no_warning() -> None:
+    demo = next((Path(__file__).resolve().parents[1] / "demo/kaggle_3m").glob("TCGA_*/*_12.tif"))
+    assert read_upload(demo.name, demo.read_bytes()).warnings == []

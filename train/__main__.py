@@ -5,7 +5,8 @@ Examples:
     python -m train train/configs/unet.toml --epochs 5 --out artifacts/unet-test
     torchrun --nproc_per_node 4 -m train unet-resnet34 --data-dir /data/kaggle_3m   # multi-GPU (DDP)
 
-A killed run resumes from its last finished epoch when started again with the same command.
+A killed run resumes from its last finished epoch when started again with the same command. An artifact that has
+been evaluated (``lgg evaluate`` wrote its eval/) is never replaced without ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the artifact at --out even if it was evaluated (its eval/ results are deleted)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -85,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyError(f"unknown model {cfg.arch!r}; valid names: {', '.join(list_models())}")
         data = load_dataset(args.data_dir, args.cache_dir)
         out = Path(args.out or f"artifacts/{cfg.arch}")
-        path = train(cfg, data, out, args.run_dir, resume=not args.no_resume, progress=not args.no_progress)
-    except (DatasetError, ValueError, KeyError, FileNotFoundError, tomllib.TOMLDecodeError) as exc:
+        path = train(cfg, data, out, args.run_dir, resume=not args.no_resume, progress=not args.no_progress,
+                     overwrite=args.overwrite)
+    # OSError: a missing config file, an evaluated artifact in the way, a full disk; the messages name the file.
+    except (DatasetError, ValueError, KeyError, OSError, tomllib.TOMLDecodeError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if path is not None:

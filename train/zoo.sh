@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(resnet18 unet-mini unet-mini-std unet-mini-full128 unet-mobilenetv2 attention-unet segnet unet)
 for name in "${names[@]}"; do
-  python -m train "$name" --fold 0 --out "artifacts/$name" --no-progress
+  python -m train "$name" --fold 0 --out "artifacts/$name" --no-progress --overwrite  # retrains on purpose
   lgg evaluate "artifacts/$name"
 done

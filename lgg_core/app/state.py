@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lgg_core.serving.records import (
     GATED_PREFIX,
@@ -25,11 +27,28 @@ from lgg_core.serving.records import (
 )
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.serving.catalog import catalog_path
-from lgg_core.data.reader import DatasetError
+from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.serving.device import pick_device
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
+
+
+def _leave_legacy_pages_mode() -> None:
+    """Have streamlit_app.py's st.navigation serve the request that first imports this module, not the pages/ mode.
+
+    Streamlit turns its legacy ``pages/`` mode on when a server whose script has a ``pages/`` folder opens its first
+    session, and off only when a script calls st.navigation. Until then a shared link such as ``/compare?slice=12``
+    runs pages/compare.py alone: no sidebar, no :func:`init_state`, and the page's defaults overwrite the link. Every
+    page imports this module, so its first import in such a process happens in that mode: switch the process to
+    st.navigation and rerun the request, which then runs streamlit_app.py on the same page and query string.
+    """
+    if getattr(PagesManager, "uses_pages_directory", None) and get_script_run_ctx(suppress_warning=True) is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()
 
 
 @st.cache_resource(show_spinner=False)
@@ -158,14 +177,25 @@ def data_dir() -> str:
 
 
 def dataset() -> LGGData | None:
-    """The loaded dataset, or None after showing why it cannot be loaded."""
+    """The loaded dataset, or None after showing why it cannot be loaded.
+
+    Any visitor can type a path into the sidebar: until the path holds patient folders, every failure reads the same,
+    so the box cannot tell which server paths exist, are files or are unreadable.
+    """
+    folder = data_dir()
     try:
-        return _dataset(data_dir())
+        find_root(folder)
+    except (DatasetError, OSError):
+        st.error(f"No `kaggle_3m` dataset at `{folder}`: give the folder holding the `TCGA_*` patient folders (or "
+                 "its parent) in the sidebar, or clear it to use the bundled demo set.")
+        return None
+    try:
+        return _dataset(folder)
     except DatasetError as err:
-        st.error(f"Cannot load the MRI data from `{data_dir()}`: {err}. Set another folder in the sidebar "
+        st.error(f"Cannot load the MRI data from `{folder}`: {err}. Set another folder in the sidebar "
                  "(a `kaggle_3m` copy) or clear it to use the bundled demo set.")
     except OSError as err:
-        st.error(f"Cannot read the MRI data from `{data_dir()}`: {err}")
+        st.error(f"Cannot read the MRI data from `{folder}`: {err.strerror or 'unreadable file'}.")
     return None
 
 

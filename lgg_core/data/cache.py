@@ -1,17 +1,18 @@
 """Decode the whole dataset once into arrays and keep them in a single ``.npz`` cache file.
 
-The cache file is named after a cheap fingerprint (relative path, size and mtime of every slice file), so
-an edited, added or removed file selects a new cache file and the dataset is decoded again. The
-``dataset_hash`` is a content hash instead: equal on any machine for the same decoded data.
+The cache file is named after a fingerprint of the files' bytes (relative path and hash of every slice file), so
+an edited, added, removed or replaced file selects a new cache file and the dataset is decoded again. The
+``dataset_hash`` is a hash of the decoded pixels instead, recorded with every model.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from lgg_core.data.reader import (
 
 CACHE_DIR_ENV = "LGG_CACHE_DIR"
 # Part of the fingerprint: bumping it makes every cache written in an older layout unreachable.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _STATS_COLUMNS = ["has_tumor", "tumor_pixels"]
 _INDEX_DTYPES = {"slice": "int64", "has_tumor": "bool", "tumor_pixels": "int64"}
 
@@ -80,12 +81,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or "~/.cache/lgg_core").expanduser()
 
 
+def _file_digest(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.sha1(usedforsecurity=False)).digest()
+
+
 def fingerprint(root: Path, index: pd.DataFrame) -> str:
-    """Sha256 hex over the relative path, size and mtime of every image and mask file in ``index``."""
+    """Sha256 hex over the relative path and the SHA-1 of the bytes of every image and mask file in ``index``.
+
+    File bytes, not size and mtime: in the published dataset every mask has the same size and every file the same
+    mtime, so a replaced mask would keep serving the old arrays. Hashing all files costs about a tenth of decoding
+    them (see ``benchmarks/dataset_cache.py``); threads overlap the reads and the hashing, which release the GIL.
+    """
+    relatives = index[["image", "mask"]].to_numpy().ravel()
     digest = hashlib.sha256(f"lgg-cache-format-{CACHE_FORMAT}\n".encode())
-    for relative in index[["image", "mask"]].to_numpy().ravel():
-        stat = (root / relative).stat()
-        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    with ThreadPoolExecutor() as pool:
+        for relative, file_digest in zip(relatives, pool.map(_file_digest, (root / r for r in relatives))):
+            digest.update(f"{relative}\0".encode() + file_digest)
     return digest.hexdigest()
 
 
@@ -145,13 +157,13 @@ def _read_cache(path: Path, root: Path, index: pd.DataFrame) -> LGGData | None:
 
 
 def _write_cache(path: Path, data: LGGData) -> None:
+    # Same-directory temp file + os.replace: readers never see a half-written cache. Created by open() rather than
+    # tempfile.mkstemp, which makes it 0600 whatever the umask: unreadable to another user sharing the cache folder.
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Same-directory temp file + os.replace: readers never see a half-written cache.
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as f:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        with tmp.open("xb") as f:
             np.savez(
                 f,
                 images=data.images,
@@ -174,7 +186,7 @@ def load_dataset(
     use_cache: bool = True,
     progress: bool = True,
 ) -> LGGData:
-    """Scan, decode and validate the dataset, reusing the cache file when the files are unchanged.
+    """Scan, decode and validate the dataset, reusing the cache file when the files' bytes are unchanged.
 
     Args:
         data_dir: kaggle_3m folder or a parent of it; default ``$LGG_DATA_DIR``.

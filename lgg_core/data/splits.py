@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -167,19 +167,21 @@ def save_split(
     if roles is not None:
         payload["roles"] = roles
     _validate_split(payload, path)
+    # Not mkstemp: its 0600 mode would hide the split from the app's user; "x" keeps the usual umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        f = open(tmp, "x", encoding="utf-8")
     except OSError as err:
         # The temp file's name would confuse: report the file the user asked for.
         raise OSError(err.errno, f"cannot write split file {path}: {err.strerror}") from err
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with f:
             json.dump(payload, f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -129,6 +129,19 @@ def metrics_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# What the tables and the card need from config.json's training record (written by training).
+TRAINING_KEYS = ("dataset_hash", "fold", "patients", "wall_time_s")
+
+
+def _require_training_record(config: dict[str, Any], artifact_dir: Path) -> None:
+    training = config.get("training", {})
+    if missing := [k for k in TRAINING_KEYS if k not in training]:
+        raise ValueError(f"{artifact_dir}/config.json lacks training.{', training.'.join(missing)}: only artifacts "
+                         "written by training can be evaluated")
+    if not isinstance(training["patients"], dict) or not {"train", "val", "test"} <= set(training["patients"]):
+        raise ValueError(f"{artifact_dir}/config.json training.patients must count train, val and test patients")
+
+
 def evaluate(
     artifact_dir: str | Path,
     data: LGGData,
@@ -150,6 +163,7 @@ def evaluate(
     """
     artifact_dir = Path(artifact_dir)
     model, config = load_artifact(artifact_dir)
+    _require_training_record(config, artifact_dir)
     patients = patients or test_patients(artifact_dir)
     missing = sorted(set(patients) - set(data.patients))
     if missing:

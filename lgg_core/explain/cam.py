@@ -5,6 +5,9 @@ the tumor logits inside a mask (the model's own prediction or the ground truth).
 """
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +36,13 @@ _LAYERS = {
 }
 # smp models share one layout whatever the encoder.
 _SMP_LAYERS = ["encoder.layer4", "encoder.features.18", "decoder.blocks.0", "decoder.blocks.2", "decoder.blocks.4"]
+
+# pytorch-grad-cam hooks the model it is given and runs backward through it. The app shares one model object
+# between sessions (st.cache_resource), where those hooks would record other sessions' forward passes (wrong maps,
+# even aborts). So each model gets one private copy for CAMs, used by one explanation at a time; predictions on
+# the shared model never see a hook.
+_PRIVATE: weakref.WeakKeyDictionary[LGGModel, tuple[threading.Lock, LGGModel]] = weakref.WeakKeyDictionary()
+_PRIVATE_LOCK = threading.Lock()
 
 
 class ExplainError(ValueError):
@@ -76,10 +86,12 @@ def layer_options(model: LGGModel) -> list[str]:
 
 def energy_inside(cam: np.ndarray, mask: np.ndarray) -> float | None:
     """Share of the CAM's total energy that falls inside ``mask`` (None for an empty mask or a zero CAM)."""
+    cam = np.asarray(cam, np.float64)
     total = float(cam.sum())
     if not mask.any() or total <= 0:
         return None
-    return float(cam[mask].sum()) / total
+    # Summation order differs between the two sums, so rounding alone could push the share past 1.
+    return min(1.0, float(cam[mask].sum()) / total)
 
 
 def _segmentation_target(x: torch.Tensor, target_mask: np.ndarray) -> SemanticSegmentationTarget:
@@ -99,7 +111,7 @@ def explain(
     true_mask: np.ndarray | None = None,
     input_size: int | None = None,
 ) -> Explanation:
-    """CAM of one uint8 slice (H, W, 3).
+    """CAM of one uint8 slice (H, W, 3); safe to call from many threads on one shared model.
 
     Args:
         model: classifier or segmenter in eval mode.
@@ -116,8 +128,7 @@ def explain(
     if method not in CAM_METHODS:
         raise ExplainError(f"unknown CAM method {method!r}; choose one of {', '.join(CAM_METHODS)}")
     layer = layer or layer_options(model)[0]
-    modules = dict(model.net.named_modules())
-    if layer not in modules:
+    if layer not in dict(model.net.named_modules()):
         raise ExplainError(f"{model.arch} has no layer {layer!r}; choose one of {', '.join(layer_options(model))}")
     device = next(model.parameters()).device
     x = resize_input(normalize(image[None]).to(device), input_size)
@@ -128,15 +139,28 @@ def explain(
                            "pick a slice where the model (or the ground truth) shows tumor")
     else:
         target = _segmentation_target(x, np.asarray(target_mask, bool))
-    with CAM_METHODS[method](model=model, target_layers=[modules[layer]]) as cam_method:
-        cam = cam_method(input_tensor=x, targets=[target])[0]
-        output = cam_method.outputs.detach()
+    lock, private = _private_copy(model)
+    with lock:
+        target_layer = dict(private.net.named_modules())[layer]
+        with CAM_METHODS[method](model=private, target_layers=[target_layer]) as cam_method:
+            cam = cam_method(input_tensor=x, targets=[target])[0]
+            output = cam_method.outputs.detach()
+        private.zero_grad(set_to_none=True)
     cam = _to_slice_size(cam, image.shape[:2])
     score = _score(output, model.task, target_mask)
     if true_mask is None or not np.asarray(true_mask).any():
         return Explanation(cam, None, None, score)
     true_mask = np.asarray(true_mask, bool)
     return Explanation(cam, energy_inside(cam, true_mask), float(true_mask.mean()), score)
+
+
+def _private_copy(model: LGGModel) -> tuple[threading.Lock, LGGModel]:
+    """The lock and the CAM-only copy of ``model`` (made on first use; it costs one more copy of the weights)."""
+    with _PRIVATE_LOCK:
+        entry = _PRIVATE.get(model)
+        if entry is None:
+            entry = _PRIVATE[model] = (threading.Lock(), copy.deepcopy(model).eval())
+        return entry
 
 
 def _to_slice_size(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import attention_unet, baselines, classifiers, segnet, smp_models, unet  # noqa: F401  (register models)
 from .composite import EMPTY_LOGIT, GatedSegmenter, MajorityVote, assemble
-from .hub_model import LGGModel, read_config
+from .hub_model import ArtifactError, LGGModel, check_artifact, read_config
 from .registry import (
     TASKS,
     ModelEntry,
@@ -19,6 +19,7 @@ from .registry import (
 )
 
 __all__ = [
+    "ArtifactError",
     "EMPTY_LOGIT",
     "TASKS",
     "GatedSegmenter",
@@ -26,6 +27,7 @@ __all__ = [
     "MajorityVote",
     "ModelEntry",
     "assemble",
+    "check_artifact",
     "count_parameters",
     "create_model",
     "get_entry",

@@ -2,7 +2,7 @@
 
 The app calls :func:`load_predictor`; its ``Predictor.predict`` has the contract of
 :func:`lgg_core.serving.inference.predict`. ``backend="auto"`` uses ONNX Runtime when the host has no GPU and an up-to-date
-``model.onnx`` sits beside ``model.safetensors``, PyTorch otherwise. Grad-CAM needs gradients, so it stays on
+``model.onnx`` sits beside ``model.safetensors`` and reproduces the weights' outputs, PyTorch otherwise. Grad-CAM needs gradients, so it stays on
 PyTorch: use ``Predictor.model`` of a PyTorch predictor or :func:`lgg_core.serving.artifacts.load_artifact`.
 
 Example::
@@ -144,13 +144,32 @@ def _graph_size(config: dict[str, Any]) -> int:
 
 
 def onnx_status(artifact_dir: str | Path) -> str | None:
-    """None when the artifact's model.onnx exists and matches its weights, else why it cannot be served."""
+    """None when the artifact's model.onnx exists, is self-contained and declares its weights, else why not."""
     path = Path(artifact_dir) / ONNX_FILE
     if not path.is_file():
         return f"{path} not found (run `lgg export-onnx {artifact_dir}`)"
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf raises assorted types for garbage
+        return f"{path} is not a readable ONNX model ({type(err).__name__})"
+    # Our exports are self-contained; external data could point anywhere on the server.
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return f"{path} refers to external data files, which are never loaded"
+    props = {p.key: p.value for p in proto.metadata_props}
     if props.get(WEIGHTS_HASH_KEY) != weights_sha256(artifact_dir):
         return f"{path} was exported from other weights (run `lgg export-onnx {artifact_dir}` again)"
+    return None
+
+
+def _parity_problem(model: nn.Module, artifact_dir: Path) -> str | None:
+    """None when model.onnx computes what the weights compute (its declared hash alone proves nothing)."""
+    path = artifact_dir / ONNX_FILE
+    try:
+        diff, tolerance = max_abs_diff(model, path, _graph_size(read_config(artifact_dir)))
+    except Exception as err:  # ONNX Runtime rejects bad graphs with assorted types
+        return f"{path} cannot run ({type(err).__name__}: {str(err)[:200]})"
+    if not diff <= tolerance:  # also catches NaN
+        return f"{path} differs from the weights' outputs by {diff:.3g} (> {tolerance:.3g})"
     return None
 
 
@@ -227,7 +246,8 @@ def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor
 
     Raises:
         ValueError: Unknown backend.
-        OnnxBackendError: ``"onnxruntime"`` requested but model.onnx is missing or stale.
+        OnnxBackendError: ``"onnxruntime"`` requested but model.onnx is missing, stale, unreadable, refers to
+            external data or does not reproduce the weights' outputs on a random batch.
         FileNotFoundError: The folder is not an artifact.
     """
     if backend not in BACKENDS:
@@ -237,11 +257,14 @@ def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor
         raise FileNotFoundError(f"{folder} is not a model artifact: model.safetensors is missing")
     if backend == "pytorch" or (backend == "auto" and pick_device().type != "cpu"):
         return TorchPredictor(folder)
-    problem = onnx_status(folder)
+    problem, checked = onnx_status(folder), None
     if problem is None:
-        return OnnxPredictor(folder)
+        checked = TorchPredictor(folder, "cpu")
+        problem = _parity_problem(checked.model, folder)
+        if problem is None:
+            return OnnxPredictor(folder)
     if backend == "onnxruntime":
         raise OnnxBackendError(problem)
     if (folder / ONNX_FILE).is_file():
         warnings.warn(f"serving {folder} with PyTorch: {problem}", stacklevel=2)
-    return TorchPredictor(folder)
+    return checked or TorchPredictor(folder)

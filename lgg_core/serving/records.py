@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from lgg_core.data.cache import LGGData
 from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.data.reader import DATA_DIR_ENV
 from lgg_core.serving.inference import predict
-from lgg_core.models import LGGModel, assemble
+from lgg_core.models import ArtifactError, LGGModel, assemble, check_artifact
 from lgg_core.serving.onnx_backend import Predictor, load_predictor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,11 +75,11 @@ def _resolve(entry: CatalogEntry) -> ModelRecord:
     except CatalogError as err:
         return ModelRecord(entry.name, entry.path, problem=str(err))
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as err:
-        return ModelRecord(entry.name, path, problem=f"{path}/config.json is unreadable: {err}")
-    if not isinstance(config, dict) or config.get("task") not in ("segment", "classify") or "arch" not in config:
-        return ModelRecord(entry.name, path, problem=f"{path}/config.json lacks a valid arch and task")
+        # Config and the weights' header are checked here, once, so that a broken entry is listed as unavailable
+        # with its reason instead of failing on every page that touches it.
+        config = check_artifact(path)
+    except (OSError, ArtifactError) as err:
+        return ModelRecord(entry.name, path, problem=f"{entry.name} cannot be loaded: {err}")
     return ModelRecord(entry.name, path, config)
 
 
@@ -154,6 +155,20 @@ def predict_gated(
     return np.where((cls_prob >= net.threshold)[:, None, None], seg_prob, 0.0).astype(np.float32), cls_prob
 
 
+# What the pages read from the eval files; files written by another version that lack them are reported, not used.
+SUMMARY_KEYS = {"segment": ("patient_dice", "tumor_slice_dice", "tumor_slice_iou", "hd95", "assd"),
+                "classify": ("accuracy", "auroc")}
+SLICE_COLUMNS = {"segment": {"variant", "patient", "institution", "slice", "dice", "hd95", "tp", "fp", "fn",
+                             "true_tumor", "pred_tumor"},
+                 "classify": {"patient", "institution", "slice", "true_tumor", "prob", "pred_tumor"}}
+PATIENT_COLUMNS = {"variant", "patient", "institution", "dice"}
+
+
+def _check_columns(table: pd.DataFrame, required: set[str], name: str) -> None:
+    if missing := sorted(required - set(table.columns)):
+        raise ValueError(f"{name} lacks columns {missing}")
+
+
 def read_eval(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     """The artifact's eval tables, or (None, why not)."""
     if not record.ok:
@@ -163,38 +178,54 @@ def read_eval(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
         return None, f"{record.name} has not been evaluated yet (run `lgg evaluate {record.path}`)"
     try:
         summary = json.loads((folder / "summary.json").read_text())
-        if "raw" not in summary.get("variants", {}):
+        raw = summary["variants"]["raw"] if isinstance(summary, dict) else None
+        if not isinstance(raw, dict):
             raise ValueError("summary.json has no variants.raw (written by an older lgg evaluate?)")
+        if missing := [k for k in SUMMARY_KEYS[record.task] if not isinstance(raw.get(k), (int, float))]:
+            raise ValueError(f"summary.json lacks variants.raw.{', '.join(missing)}")
         slices = pd.read_csv(folder / "slices.csv")
+        _check_columns(slices, SLICE_COLUMNS[record.task], "slices.csv")
         patients = pd.read_csv(folder / "patients.csv") if (folder / "patients.csv").is_file() else None
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        if patients is not None:
+            _check_columns(patients, PATIENT_COLUMNS, "patients.csv")
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         return None, f"eval tables of {record.name} are unreadable: {err}"
     return EvalTables(summary, slices, patients), None
 
 
 def read_epochs(record: ModelRecord) -> pd.DataFrame | None:
-    """The per-epoch training log, or None when missing or unreadable."""
+    """The per-epoch training log, or None when missing, unreadable or without an ``epoch`` column."""
     try:
-        return pd.read_csv(record.path / "epochs.csv")
+        epochs = pd.read_csv(record.path / "epochs.csv")
     except (OSError, ValueError, TypeError):
         return None
+    return epochs if "epoch" in epochs.columns else None
 
 
 def read_split(record: ModelRecord) -> dict[str, Any] | None:
-    """split.json of the artifact, or None."""
+    """split.json of the artifact, or None when missing or without ``roles`` lists of patients."""
     try:
-        return json.loads((record.path / "split.json").read_text())
-    except (OSError, ValueError, TypeError):
+        split = json.loads((record.path / "split.json").read_text())
+    except (OSError, ValueError, TypeError, RecursionError):
         return None
+    roles = split.get("roles") if isinstance(split, dict) else None
+    if not isinstance(roles, dict) or not all(isinstance(v, list) for v in roles.values()):
+        return None
+    return split
+
+
+# Markdown images, inline ``![alt](url)`` and reference ``![alt][ref]``: a card comes from whoever published the
+# model, and rendering its images would make every visitor's browser fetch URLs of that person's choosing.
+_CARD_IMAGE = re.compile(r"!\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])")
 
 
 def read_card(record: ModelRecord) -> str | None:
-    """The model card's markdown body (YAML front matter removed), or None."""
+    """The model card's markdown body (YAML front matter removed, images replaced by their alt text), or None."""
     try:
         text = (record.path / "README.md").read_text()
-    except (OSError, TypeError):
+    except (OSError, TypeError, UnicodeDecodeError):
         return None
     if text.startswith("---"):
         _, _, rest = text[3:].partition("\n---")
         text = rest.lstrip("\n")
-    return text
+    return _CARD_IMAGE.sub(lambda m: f"[image: {m.group(1) or 'no description'}]", text)

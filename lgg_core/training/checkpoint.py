@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names it and how to start afresh."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"cannot resume from checkpoint {path} ({reason}); delete it or start again with --no-resume (resume=False)"
+        )
 
 
 def _split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -43,8 +53,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     tmp.mkdir(parents=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split_tensors(state, "", tensors)
-    save_file(tensors, tmp / "tensors.safetensors")
-    (tmp / "state.json").write_text(json.dumps(skeleton))
+    try:
+        save_file(tensors, tmp / "tensors.safetensors")
+        (tmp / "state.json").write_text(json.dumps(skeleton))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write (disk full) leaves no partial copy taking space
+        raise
     old = path.with_name(path.name + ".old")
     if path.exists():
         os.replace(path, old)
@@ -53,12 +67,23 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """Read a checkpoint folder written by :func:`save_checkpoint`; None if there is none."""
+    """Read a checkpoint folder written by :func:`save_checkpoint`; None if there is none.
+
+    Raises:
+        CheckpointError: the folder exists but its files are unreadable, truncated or not a checkpoint.
+    """
     path = Path(path)
     if not (path / "state.json").exists():
         old = path.with_name(path.name + ".old")  # a kill between the two renames leaves only this one
         if not (old / "state.json").exists():
             return None
         path = old
-    tensors = load_file(path / "tensors.safetensors")
-    return _join_tensors(json.loads((path / "state.json").read_text()), tensors)
+    try:
+        tensors = load_file(path / "tensors.safetensors")
+        state = _join_tensors(json.loads((path / "state.json").read_text()), tensors)
+    # Truncated, edited or half-copied files fail in safetensors, json or the tensor lookup with assorted types.
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(path, f"{type(err).__name__}: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(path, "state.json does not hold a checkpoint")
+    return state

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import random
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,13 @@ import pandas as pd
 import segmentation_models_pytorch as smp
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from lgg_core.serving.artifacts import write_artifact
+from lgg_core.serving.artifacts import check_overwrite, write_artifact
 from lgg_core.data.cache import LGGData
-from lgg_core.training.checkpoint import load_checkpoint, save_checkpoint
+from lgg_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from lgg_core.serving.device import autocast, pick_device
 from lgg_core.serving.inference import predict
 from lgg_core.evaluation.metrics import classification_metrics, volume_dice
@@ -193,6 +197,24 @@ def lr_lambda(cfg: TrainConfig, steps_per_epoch: int, budget: Budget):
     return f
 
 
+@contextmanager
+def _disk_space(what: str, option: str) -> Iterator[None]:
+    """Turn a full disk while writing ``what`` into one OSError that says so and what to do (the CLI prints it).
+
+    Python's writes raise OSError(ENOSPC); safetensors raises SafetensorError ending in "(os error 28)".
+    """
+    try:
+        yield
+    except (OSError, SafetensorError) as err:
+        full = err.errno == errno.ENOSPC if isinstance(err, OSError) else f"(os error {errno.ENOSPC})" in str(err)
+        if not full:
+            raise
+        raise OSError(
+            errno.ENOSPC, f"No space left on device for {what}: free some space and run the same command again to "
+            f"resume from the last saved epoch, or point {option} to another disk"
+        ) from err
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initializes torch.distributed when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -208,16 +230,24 @@ def train(
     run_dir: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path | None:
     """Train ``cfg.arch`` on fold ``cfg.fold`` and write a Hub-format artifact to ``out_dir``.
 
     ``run_dir`` holds the per-epoch checkpoint; a killed run started again with the same ``run_dir`` resumes from the
     last finished epoch. Under torchrun each process trains on its shard; rank 0 validates and writes. Returns the
     artifact folder (None on other ranks).
+
+    Raises:
+        FileExistsError: ``out_dir`` holds an evaluated artifact and ``overwrite`` is False; checked before training.
+        CheckpointError: the checkpoint in ``run_dir`` cannot be resumed from.
+        OSError: among others, a full disk (ENOSPC), with a message naming the checkpoint or artifact.
     """
-    rank, world = _distributed()
     out_dir = Path(out_dir)
+    check_overwrite(out_dir, overwrite)  # before any training time is spent, on every rank alike
+    rank, world = _distributed()
     run_dir = Path(run_dir) if run_dir else out_dir.with_name(out_dir.name + ".run")
+    checkpoint = run_dir / "checkpoint"
     device = pick_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -254,19 +284,24 @@ def train(
 
     log: list[dict[str, Any]] = []
     start_epoch, best_score, best_epoch, best_state = 0, -math.inf, -1, None
-    state = load_checkpoint(run_dir / "checkpoint") if resume else None
+    state = load_checkpoint(checkpoint) if resume else None
     if state is not None:
-        old, new = state["config"], dataclasses.asdict(cfg)
+        old, new = state.get("config") or {}, dataclasses.asdict(cfg)
         if {k: v for k, v in old.items() if k not in RUN_CONTROL} != {k: v for k, v in new.items() if k not in RUN_CONTROL}:
             raise ValueError(f"{run_dir} holds a checkpoint of a different config; use another run dir or --no-resume")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        augment_rng.set_state(state["augment_rng"])
-        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-        best_state, log = state["best_model"], state["log"]
-        budget.start = time.time() - state["elapsed"]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            augment_rng.set_state(state["augment_rng"])
+            start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+            best_state, log = state["best_model"], state["log"]
+            budget.start = time.time() - state["elapsed"]
+        # Readable files whose content does not fit this run (edited, or written by other code): missing keys,
+        # tensors of other shapes or types.
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(checkpoint, f"{type(err).__name__}: {err}") from err
         if rank == 0:
             print(f"resumed from {run_dir} at epoch {start_epoch}")
 
@@ -311,13 +346,14 @@ def train(
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             log.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-            save_checkpoint(run_dir / "checkpoint", {
-                "config": dataclasses.asdict(cfg), "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
-                "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
-                "log": log, "elapsed": budget.elapsed(),
-            })
+            with _disk_space(f"the checkpoint {checkpoint}", "--run-dir"):
+                save_checkpoint(checkpoint, {
+                    "config": dataclasses.asdict(cfg), "epoch": epoch, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
+                    "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
+                    "log": log, "elapsed": budget.elapsed(),
+                })
             stop = epoch - best_epoch >= cfg.patience or budget.spent()
         if world > 1:
             flag = torch.tensor([int(stop)], device=device)
@@ -338,7 +374,8 @@ def train(
         "device": str(device), "world_size": world, "torch": torch.__version__,
     }
     split = {"folds": folds, "k": cfg.k, "seed": cfg.split_seed, "dataset_hash": data.dataset_hash, "roles": roles}
-    return write_artifact(
-        out_dir, model, training, split, pd.DataFrame(log),
-        weights_dtype=torch.float16 if cfg.weights_dtype == "float16" else None,
-    )
+    with _disk_space(f"the artifact {out_dir}", "--out"):
+        return write_artifact(
+            out_dir, model, training, split, pd.DataFrame(log),
+            weights_dtype=torch.float16 if cfg.weights_dtype == "float16" else None, overwrite=overwrite,
+        )

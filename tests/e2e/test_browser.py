@@ -7,6 +7,7 @@ of every step land in test-artifacts/e2e/.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -62,23 +65,40 @@ def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 60) -> Non
     raise TimeoutError(f"streamlit did not become healthy at {url}")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def streamlit_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[str]:
+    """A fresh ``streamlit run`` on the tiny zoo, logging to ``<basetemp>/<name>.log``; yields its URL.
+
+    Only its health endpoint has been requested when it is yielded: that opens no session, so the server is cold.
+    """
     catalog = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
     port = free_port()
     env = {**os.environ, "LGG_CATALOG": str(catalog), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
     env.pop("LGG_DATA_DIR", None)
-    log = (tmp_path_factory.getbasetemp() / "streamlit.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", *streamlit_command(port)], cwd=REPO, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with (tmp_path_factory.getbasetemp() / f"{name}.log").open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", *streamlit_command(port)], cwd=REPO, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", server)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server shared by the module's tests (warmed by whichever test runs first)."""
+    with streamlit_server(tmp_path_factory, "streamlit") as url:
+        yield url
+
+
+@pytest.fixture
+def cold_app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of its own that no session has opened yet, like a Hugging Face Space waking up."""
+    with streamlit_server(tmp_path_factory, "streamlit-cold") as url:
+        yield url
 
 
 def find_chromium(playwright: Playwright) -> str | None:
@@ -124,6 +144,54 @@ PAGES = {"": "Leaderboard", "compare": "Compare models", "explain": "Explain a p
          "patient": "Patient viewer"}
 
 
+# A shared link, as QA sent it: one patient, slice and model.
+SHARED_LINK = "/compare?patient=TCGA_HT_7855&slice=12&models=cnn-encdec"
+# The titles streamlit_app.py registers, and the file names Streamlit's legacy pages/ mode lists instead.
+NAV_TITLES = ("Leaderboard", "Compare", "Explain", "Failure cases", "Upload", "Models", "Patient viewer")
+RAW_PAGE_NAMES = ("streamlit app", "compare", "explain", "failures", "leaderboard", "models", "patient", "upload")
+
+
+def query(page: Page) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def add_compare_model(page: Page, name: str) -> None:
+    page.get_by_text("Models (2–6").locator("xpath=ancestor::div[@data-testid='stMultiSelect']").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    page.keyboard.press("Escape")
+
+
+def test_a_shared_link_opens_a_cold_server_like_a_warm_one(page: Page, cold_app_url: str) -> None:
+    """The first request a fresh server gets is a shared link (a Space waking up): st.navigation must run it.
+
+    Streamlit runs such a request in its legacy ``pages/`` mode unless the app prevents it: the page alone, without
+    streamlit_app.py's sidebar or its reading of the URL, which the page's defaults then overwrite. First in the
+    module, so that its server has stopped before the shared one starts.
+    """
+    page.goto(f"{cold_app_url}{SHARED_LINK}")
+    expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
+    # The link's selection, not the page's defaults (the first patient, its largest tumor, 2–4 models).
+    expect(page.get_by_role("combobox", name="Patient")).to_have_value("TCGA_HT_7855", timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text("12", timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stMultiSelectTagsContainer")).to_have_text("cnn-encdec", timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Pick at least two models to compare.")).to_be_visible()
+    settle(page, "compare-cold-shared-link")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Data folder (kaggle_3m)")).to_be_visible()
+    nav = sidebar.get_by_role("navigation", name="App pages")
+    # A link's text starts with its icon's name (a ligature), so match the title at its end.
+    expect(nav.get_by_role("link")).to_have_text([re.compile(f"{re.escape(title)}$") for title in NAV_TITLES])
+    for raw in RAW_PAGE_NAMES:
+        expect(nav.get_by_role("link", name=raw, exact=True)).to_have_count(0)
+    assert query(page) == {"patient": ["TCGA_HT_7855"], "slice": ["12"], "models": ["cnn-encdec"]}, page.url
+    add_compare_model(page, "unet-mini")
+    expect(page.get_by_text("cnn-encdec · Dice")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("unet-mini · Dice")).to_be_visible()
+    expect(page.get_by_text("TCGA_HT_7855, slice 12 ·")).to_be_visible()
+    settle(page, "compare-cold-shared-link-two-models")
+    assert query(page) == {"patient": ["TCGA_HT_7855"], "slice": ["12"], "models": ["cnn-encdec,unet-mini"]}, page.url
+
+
 def test_every_page_renders(page: Page, app_url: str) -> None:
     for path, title in PAGES.items():
         page.goto(f"{app_url}/{path}")
@@ -133,12 +201,10 @@ def test_every_page_renders(page: Page, app_url: str) -> None:
 
 
 def test_compare_picks_a_slice_and_models(page: Page, app_url: str) -> None:
-    page.goto(f"{app_url}/compare?patient=TCGA_HT_7855&slice=12&models=cnn-encdec")
+    page.goto(f"{app_url}{SHARED_LINK}")
     expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
     settle(page, "compare-one-model")
-    page.get_by_text("Models (2–6").locator("xpath=ancestor::div[@data-testid='stMultiSelect']").click()
-    page.get_by_role("option", name="unet-mini", exact=True).click()
-    page.keyboard.press("Escape")
+    add_compare_model(page, "unet-mini")
     expect(page.get_by_text("unet-mini · Dice")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("cnn-encdec · Dice")).to_be_visible()
     settle(page, "compare-two-models")
@@ -155,3 +221,4 @@ def test_upload_a_tif_shows_predictions(page: Page, app_url: str, tmp_path: Path
     expect(page.get_by_text("tumor pixels").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_role("button", name="Mask PNG").first).to_be_visible()
     settle(page, "upload-tif")
+

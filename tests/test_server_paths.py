@@ -1,0 +1,32 @@
+"""The sidebar's data-folder box is open to every visitor: it must not tell which server paths exist."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from e2e.zoo import build_tiny_zoo
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+def _error_for(folder: str) -> str:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["data_dir"] = folder
+    at.run()
+    at = at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = at.error
+    return error.value.replace(folder, "<path>")
+
+
+def test_data_folder_box_does_not_reveal_server_paths(tmp_path_factory: pytest.TempPathFactory,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGG_CATALOG", str(build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = tmp_path_factory.mktemp("server")
+    (root / "secret.txt").write_text("not for visitors")
+    (root / "empty").mkdir()
+    messages = {_error_for(str(path)) for path in (root / "secret.txt", root / "missing", root / "empty", root)}
+    assert len(messages) == 1, messages
+    assert "No `kaggle_3m` dataset" in messages.pop()
