@@ -1,6 +1,7 @@
 """The sidebar's data-folder box is open to every visitor: it must not tell which server paths exist."""
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,9 @@ def test_data_folder_box_does_not_reveal_server_paths(tmp_path_factory: pytest.T
     messages = {_error_for(str(path)) for path in (root / "secret.txt", root / "missing", root / "empty", root)}
     assert len(messages) == 1, messages
     assert "No `kaggle_3m` dataset" in messages.pop()
+
+
+def test_uncaught_errors_show_no_details() -> None:
+    # Streamlit's default shows the message and stack trace, which name server paths and internals.
+    config = tomllib.loads((Path(APP).parent / ".streamlit/config.toml").read_text())
+    assert config["client"]["showErrorDetails"] in ("type", "none")
