@@ -1,11 +1,11 @@
 """Models: the model cards, training curves, split and data hash of every catalog entry."""
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
-from lgg_core.serving.records import read_card, read_epochs, read_split
+from lgg_core.app.figures import training_curves, validation_metric
 from lgg_core.app.state import records
+from lgg_core.serving.records import REPO_ROOT, read_card, read_epochs, read_split
 
 st.title("Model cards")
 recs, problem = records()
@@ -37,12 +37,15 @@ epochs = read_epochs(record)
 if epochs is None or epochs.empty:
     st.info("No training log (epochs.csv) in this artifact.")
 else:
-    curves = [c for c in ("train_loss", "train_dice", "train_accuracy", "val_score") if c in epochs]
-    long = epochs.melt(id_vars="epoch", value_vars=curves, var_name="curve")
-    st.plotly_chart(px.line(long, x="epoch", y="value", color="curve", markers=True, title="Training curves"))
+    st.plotly_chart(training_curves(epochs))
+    st.caption(f"Early stopping and the kept epoch follow the {validation_metric(epochs)}.")
     with st.expander("Held-out test patients"):
         st.write(", ".join(sorted(roles.get("test", []))) or "unknown")
 
 card = read_card(record)
+if card:
+    # The card's usage snippet names a placeholder repo: show the folder this app loads the model from instead.
+    folder = record.path.relative_to(REPO_ROOT) if record.path.is_relative_to(REPO_ROOT) else record.path
+    card = card.replace('load_predictor(pull("OWNER/REPO"))', f'load_predictor("{folder}")')
 with st.expander("Model card (README.md)", expanded=True):
     st.markdown(card or "This artifact has no model card.")

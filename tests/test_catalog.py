@@ -8,6 +8,7 @@ import pytest
 
 from lgg_core.serving.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.models import LGGModel
+from lgg_core.serving.records import read_eval, resolve_models
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -115,3 +116,11 @@ def test_resolve_hub_entry_offline_without_cache(tmp_path: Path, monkeypatch: py
     entry = CatalogEntry("hub", repo_id="someone/lgg-unet", revision=SHA)
     with pytest.raises(CatalogError, match=f"'hub'.*someone/lgg-unet@{SHA} is not in the Hugging Face cache"):
         resolve_entry(entry, local_files_only=True)
+
+
+def test_default_catalog_lists_segmenters_best_first() -> None:
+    # models.toml promises "best first": Compare preselects its first four segmenters.
+    records, problem = resolve_models(DEFAULT_CATALOG)
+    assert problem is None
+    dice = [read_eval(r)[0].summary["variants"]["raw"]["patient_dice"] for r in records if r.task == "segment"]
+    assert dice == sorted(dice, reverse=True)

@@ -198,6 +198,8 @@ def test_every_page_renders(page: Page, app_url: str) -> None:
         expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=TIMEOUT_MS)
         settle(page, f"page-{path or 'leaderboard'}")
     expect(page.get_by_text("Data folder (kaggle_3m)")).to_be_visible()
+    # Visitors get the viewer's toolbar (.streamlit/config.toml), even on localhost.
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
 
 
 def test_compare_picks_a_slice_and_models(page: Page, app_url: str) -> None:
