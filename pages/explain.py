@@ -5,7 +5,8 @@ import streamlit as st
 
 from lgg_core.explain.cam import CAM_METHODS, ExplainError, explain, layer_options
 from lgg_core.app.overlay import GT_COLOR, VIEWS, channel_view, heatmap, overlay
-from lgg_core.app.state import require_data, require_models, model, pick_patient, pick_slice, slice_probs, usable
+from lgg_core.app.state import (require_data, require_models, model, pick_patient, pick_slice, show_patient_roles,
+                                slice_probs, usable)
 
 st.title("Explain a prediction")
 st.caption("Classifiers are explained for their tumor logit; segmenters for the sum of tumor logits inside a mask "
@@ -30,6 +31,7 @@ with right:
     view = st.selectbox("MRI view", VIEWS)
     alpha = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05)
 
+show_patient_roles(patient, [name])
 image, truth = data.images[row], data.masks[row]
 target_mask = None
 if record.task == "segment":

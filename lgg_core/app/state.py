@@ -21,6 +21,7 @@ from lgg_core.serving.records import (
     gated_name,
     load_model,
     load_predictor_for,
+    patient_role,
     predict_gated,
     read_eval,
     resolve_models,
@@ -240,6 +241,8 @@ def pick_patient(data: LGGData, label: str = "Patient") -> str:
     patients = data.patients
     current = st.session_state.get("patient")
     patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0)
+    if current is not None and patient != current:
+        st.session_state.pop("slice", None)  # another patient opens on its largest tumor, not the old slice number
     share(patient=patient)
     return patient
 
@@ -282,3 +285,18 @@ def show_model_problems() -> None:
         with st.expander(f"{len(broken)} catalog model(s) unavailable"):
             for r in broken:
                 st.markdown(f"- **{r.name}**: {r.problem}")
+
+
+def show_patient_roles(patient: str, names: list[str]) -> None:
+    """Say, per model, whether ``patient`` was among its training, validation or held-out patients.
+
+    Scores on a model's own training patients look good and prove nothing, so those get a warning.
+    """
+    found = usable()
+    roles = {name: patient_role(found[name], patient) for name in names if name in found}
+    trained = [name for name, role in roles.items() if role in ("train", "val")]
+    if trained:
+        st.warning(f"{patient} was a training or validation patient of {', '.join(trained)}: "
+                   "its scores there are not a fair test.")
+    words = {"train": "training", "val": "validation", "test": "held-out test", None: "not in its split"}
+    st.caption(" · ".join(f"{name}: {words[role]}" for name, role in roles.items()))

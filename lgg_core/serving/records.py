@@ -214,6 +214,12 @@ def read_split(record: ModelRecord) -> dict[str, Any] | None:
     return split
 
 
+def patient_role(record: ModelRecord, patient: str) -> str | None:
+    """``"train"``, ``"val"`` or ``"test"``: the patient's role in the record's split (None when not in it)."""
+    roles = (read_split(record) or {}).get("roles", {})
+    return next((role for role, patients in roles.items() if patient in patients), None)
+
+
 # Markdown images, inline ``![alt](url)`` and reference ``![alt][ref]``: a card comes from whoever published the
 # model, and rendering its images would make every visitor's browser fetch URLs of that person's choosing.
 _CARD_IMAGE = re.compile(r"!\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])")

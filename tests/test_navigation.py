@@ -1,0 +1,58 @@
+"""Moving around the dashboard: a new patient opens on its largest tumor; pages say whose training patient it was."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from e2e.zoo import build_tiny_zoo
+from streamlit.testing.v1 import AppTest
+
+from lgg_core.data.cache import load_dataset
+from lgg_core.serving.records import DEMO_DIR, patient_role, read_split, resolve_models
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+@pytest.fixture(autouse=True)
+def _tiny_zoo(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGG_CATALOG", str(build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def zoo_records(_tiny_zoo) -> dict:
+    return {r.name: r for r in resolve_models(os.environ["LGG_CATALOG"])[0]}
+
+
+def _largest_tumor_slice(patient: str) -> int:
+    index = load_dataset(DEMO_DIR, progress=False).index
+    rows = index[index["patient"] == patient]
+    return int(rows["slice"].to_numpy()[np.argmax(rows["tumor_pixels"].to_numpy())])
+
+
+def test_changing_patient_lands_on_its_largest_tumor() -> None:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"patient": "TCGA_HT_7855", "slice": "3"})
+    at.run()
+    at = at.switch_page("pages/patient.py").run()
+    assert at.select_slider[0].value == 3  # the link's slice is kept
+    at.selectbox[0].set_value("TCGA_CS_4944").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider[0].value == _largest_tumor_slice("TCGA_CS_4944")
+    assert at.query_params["slice"] == str(_largest_tumor_slice("TCGA_CS_4944"))
+
+
+def test_explain_warns_on_a_training_patient(zoo_records: dict) -> None:
+    record = zoo_records["cnn-encdec"]
+    roles = {role: patients[0] for role, patients in read_split(record)["roles"].items()}
+    for role, patient in roles.items():
+        assert patient_role(record, patient) == role
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params.update({"patient": patient, "models": "cnn-encdec"})
+        at.run()
+        at = at.switch_page("pages/explain.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        warned = any("training or validation patient of cnn-encdec" in str(w.value) for w in at.warning)
+        assert warned == (role != "test"), role
