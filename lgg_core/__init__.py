@@ -12,7 +12,14 @@ The names below are the public API that scripts and model cards use; they are im
 - :mod:`lgg_core.training`: the training loop and its checkpoints.
 - :mod:`lgg_core.app`: the dashboard's Streamlit state and image overlays.
 """
+import os
+
 from lgg_core._lazy import lazy_exports
+
+# Thread policy (README, "Threads"): OpenMP threads that busy-wait between parallel regions make two PyTorch
+# processes on the same cores 2-30x slower each. libgomp reads this once, when torch loads it, so it is set here,
+# before any entry point (app, CLI, training, benchmarks) imports torch; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "DatasetError": "data.reader",

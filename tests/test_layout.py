@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -103,3 +104,11 @@ def test_every_page_imports_the_app_state() -> None:
     # lgg_core.app.state switches Streamlit out of its legacy pages/ mode on a cold start (see its module).
     for page in (ROOT / "pages").glob("*.py"):
         assert "lgg_core.app.state" in _imported_modules(page), page.name
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_import_sets_a_passive_openmp_wait_policy(given: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = "import os, lgg_core; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.stdout.strip() == expected

@@ -183,3 +183,11 @@ def test_dashboard_serves_through_onnx_runtime_once_exported(artifacts: dict[str
     images = sample_data.images[:4]
     np.testing.assert_allclose(served.predict(images), load_predictor(folder, backend="pytorch").predict(images),
                                atol=1e-4)
+
+
+def test_onnx_sessions_do_not_spin(artifacts: dict[str, Path]) -> None:
+    folder = artifacts["segment"]
+    export_artifact(folder)
+    options = load_predictor(folder, backend="onnxruntime").session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"

@@ -101,6 +101,9 @@ def _session(path: str | Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     # Same thread count as torch (which honours OMP_NUM_THREADS), so the app shares CPUs and benchmarks are fair.
     options.intra_op_num_threads = torch.get_num_threads()
+    # The app holds one session per model: spinning pools would keep the cores busy between requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
