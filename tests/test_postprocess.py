@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from lgg_core.models import LGGModel
+from lgg_core.serving.inference import predict, predict_plain_and_tta
 from lgg_core.serving.postprocess import flip_tta, largest_component
 
 
@@ -88,3 +90,14 @@ def test_flip_tta_classifier_not_flipped_back() -> None:
     out = flip_tta(RampClassifier(), x)
     assert out.shape == (4, 1)
     torch.testing.assert_close(out, (x * 2.0).sum(dim=(1, 2, 3)).reshape(-1, 1))
+
+
+@pytest.mark.parametrize(("arch", "task", "size"), [("unet-mini", "segment", 128), ("resnet18", "classify", 64)])
+def test_plain_and_tta_in_one_sweep_equal_two_predicts(arch: str, task: str, size: int) -> None:
+    model = LGGModel(arch, {"base_width": 4} if arch == "unet-mini" else {}).eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
+    plain, tta = predict_plain_and_tta(model, images, task, batch_size=2, input_size=size)
+    np.testing.assert_array_equal(plain, predict(model, images, task, 2, size))
+    np.testing.assert_array_equal(tta, predict(model, images, task, 2, size, tta=True))
+    assert not np.array_equal(plain, tta)
+

@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from lgg_core.serving.artifacts import load_artifact, render_card, write_json, write_table
 from lgg_core.data.cache import LGGData
-from lgg_core.serving.inference import predict
+from lgg_core.serving.inference import predict, predict_plain_and_tta
 from lgg_core.evaluation.metrics import batch_slice_metrics, bootstrap_ci, classification_metrics, volume_dice
 from lgg_core.serving.postprocess import largest_component
 from lgg_core.data.splits import load_split
@@ -173,8 +173,8 @@ def evaluate(
     rows = data.rows(patients)
     task, size = config["task"], config["training"].get("input_size")
     if task == "segment":
-        probs = {"raw": predict(model, data.images[rows], task, batch_size, size),
-                 "tta": predict(model, data.images[rows], task, batch_size, size, tta=True)}
+        raw, tta = predict_plain_and_tta(model, data.images[rows], task, batch_size, size)
+        probs = {"raw": raw, "tta": tta}
         slices, per_patient = _segmentation_tables(probs, data, rows)
         variants = _segmentation_summary(slices, per_patient)
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)

@@ -24,13 +24,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lgg_core.serving.artifacts import load_artifact, read_config
 from lgg_core.serving.device import pick_device
 from lgg_core.serving.hub import ONNX_FILE
-from lgg_core.serving.inference import predict
+from lgg_core.serving.inference import predict, probabilities
 from lgg_core.serving.postprocess import flip_tta
 from lgg_core.data.transforms import normalize, resize_input
 
@@ -176,13 +175,6 @@ def _parity_problem(model: nn.Module, artifact_dir: Path) -> str | None:
     return None
 
 
-def _probabilities(logits: torch.Tensor, task: str, size: tuple[int, int]) -> np.ndarray:
-    logits = logits.float()
-    if task == "segment" and logits.shape[-2:] != size:
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    return torch.sigmoid(logits[:, 0]).cpu().numpy()
-
-
 class OnnxPredictor:
     """ONNX Runtime (CPU) predictions for an artifact; same preprocessing and outputs as PyTorch.
 
@@ -210,7 +202,7 @@ class OnnxPredictor:
         for start in range(0, len(images), batch_size):
             x = resize_input(normalize(images[start : start + batch_size]), self.input_size)
             logits = flip_tta(self._logits, x) if tta else self._logits(x)
-            out.append(_probabilities(logits, self.task, images.shape[1:3]))
+            out.append(probabilities(logits, self.task, images.shape[1:3]))
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 

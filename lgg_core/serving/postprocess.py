@@ -34,7 +34,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def flip_tta(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def flip_tta(model: torch.nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Average a model's logits on x and on x flipped horizontally.
 
     Spatial outputs of segmenters, (B, 1, H, W), are flipped back before
@@ -44,11 +44,12 @@ def flip_tta(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     Args:
         model: Segmenter or classifier returning logits.
         x: Input batch (B, C, H, W).
+        out: ``model(x)`` when the caller already has it (saves a forward pass).
 
     Returns:
         Averaged logits with the model's output shape.
     """
-    out = model(x)
+    out = model(x) if out is None else out
     out_flipped = model(torch.flip(x, dims=[-1]))
     if out_flipped.ndim == x.ndim:
         out_flipped = torch.flip(out_flipped, dims=[-1])
