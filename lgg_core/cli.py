@@ -85,7 +85,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate artifacts on their held-out patients and store eval/ tables in each folder."""
     from lgg_core.evaluation.evaluator import evaluate, metrics_markdown
+    from lgg_core.serving.device import retain_freed_memory
 
+    retain_freed_memory()
     data = _load(args)
     for path in args.artifacts:
         summary = evaluate(path, data, batch_size=args.batch_size)
@@ -140,9 +142,11 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Print markdown tables of every evaluated catalog model (the README's results tables)."""
+    """Print markdown tables of every evaluated catalog model (the README's results tables), and with ``--pairs``
+    the pairwise tests of every two segmenters."""
     from lgg_core.serving.records import read_eval, resolve_models
     from lgg_core.evaluation.leaderboard import markdown_tables
+    from lgg_core.evaluation.stats import pairs_markdown
 
     records, problem = resolve_models(args.catalog)
     if problem:
@@ -155,6 +159,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         else:
             evaluated.append((record, tables))
     print(markdown_tables(evaluated))
+    if args.pairs:
+        print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
     return 0
 
 
@@ -192,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = commands.add_parser("leaderboard", help="markdown tables of the evaluated catalog models")
     board.add_argument("--catalog", help="catalog file (default: $LGG_CATALOG or models.toml)")
+    board.add_argument("--pairs", action="store_true",
+                       help="also test every two segmenters on their shared patients (Dice and HD95: paired "
+                            "bootstrap CI, Wilcoxon signed-rank, Holm)")
     board.set_defaults(func=cmd_leaderboard)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")

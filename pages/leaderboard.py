@@ -1,10 +1,12 @@
-"""Leaderboard: every catalog model with its held-out metrics, and the comparison figures."""
+"""Leaderboard: every catalog model with its held-out metrics, the comparison figures, and paired tests between
+segmenters with the patients where two of them differ most."""
 from __future__ import annotations
 
 import streamlit as st
 
 from lgg_core.evaluation import leaderboard as lb
-from lgg_core.app.state import eval_tables, model, records, show_model_problems
+from lgg_core.evaluation import stats
+from lgg_core.app.state import dataset, eval_tables, model, open_slice, records, show_model_problems
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -41,7 +43,7 @@ if loadable and st.button("Measure CPU latency", help="One 256² slice per forwa
             latency[record.name] = lb.cpu_latency_ms(model(record), record.input_size)
     st.rerun()
 
-per_patient = lb.patient_dice(evals)
+per_patient = stats.patient_dice(evals)
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
@@ -54,3 +56,42 @@ if table["cpu_latency_ms"].notna().any():
 else:
     right.info("Press **Measure CPU latency** to plot quality against CPU latency.")
 st.plotly_chart(lb.institution_figure(lb.institution_breakdown(per_patient)))
+
+st.subheader("Decide between two models")
+pairs = stats.pairwise(per_patient)
+if pairs.empty:
+    st.info("Pairwise tests need at least two evaluated segmenters.")
+    st.stop()
+st.plotly_chart(lb.pairwise_figure(pairs))
+st.caption("Each cell compares the row model with the column model on the held-out patients both were evaluated on. "
+           "Colour and first line: mean per-patient Dice of the row model minus the column model's (blue: row "
+           "higher, red: column higher). Second line: the row model is *better*, *worse*, or *n.s.* (no significant "
+           "difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni corrected over all "
+           f"pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table gives each pair's "
+           "95% CI (paired bootstrap over patients, 10,000 resamples).")
+st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_config={
+    **{c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mean_a", "mean_b", "mean_diff", "ci_low",
+                                                                   "ci_high")},
+    **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("p", "p_holm")},
+})
+
+choice = st.selectbox("Pair", pairs.index, format_func=lambda i: f"{pairs.at[i, 'a']} vs {pairs.at[i, 'b']}")
+pair = pairs.loc[choice]
+a, b = pair["a"], pair["b"]
+st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "
+            f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "
+            f"{stats.format_p(pair['p'])}, Holm {stats.format_p(pair['p_holm'])}.")
+rows = stats.largest_differences(evals[a], evals[b])
+data = dataset()  # Compare can only open a patient the loaded data holds
+held = set(data.patients) if data is not None else set()
+st.caption("Patients where the two differ most, each with the slice where their masks differ most.")
+if missing := len(set(rows["patient"]) - held):
+    st.caption(f"{missing} of these patients are not in the data folder set in the sidebar, so Compare cannot show "
+               "them: point it at a full kaggle_3m copy.")
+for _, row in rows.iterrows():
+    text, button = st.columns([4, 1])
+    text.markdown(f"**{row['patient']}** · {a} {row['dice_a']:.3f} · {b} {row['dice_b']:.3f} · "
+                  f"difference {row['diff']:+.3f}")
+    if button.button(f"Compare slice {row['slice']}", key=f"pair-{a}-{b}-{row['patient']}",
+                     disabled=row["patient"] not in held):
+        open_slice("pages/compare.py", row["patient"], int(row["slice"]), [a, b])

@@ -1,12 +1,17 @@
 """Patient viewer: scroll a patient's slices with ground truth, a model's prediction and a per-slice Dice strip."""
 from __future__ import annotations
 
+import math
+
 import plotly.express as px
 import streamlit as st
 
 from lgg_core.evaluation.metrics import batch_slice_metrics
-from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, VIEWS, channel_view, overlay
-from lgg_core.app.state import require_data, require_models, patient_probs, pick_patient, pick_slice, segmenter_options
+from lgg_core.explain.uncertainty import uncertainty_vs_dice
+from lgg_core.app.overlay import (COLOUR_MODES, GT_COLOR, PRED_COLOR, UNCERTAINTY_SCALE, VIEWS, channel_view, colorbar,
+                                  error_legend, error_overlay, overlay, scaled_heatmap)
+from lgg_core.app.state import (require_data, require_models, patient_probs, patient_uncertainty, pick_patient,
+                                pick_slice, segmenter_options, show_patient_roles)
 
 st.title("Patient viewer")
 data = require_data()
@@ -21,6 +26,11 @@ with left:
 with right:
     view = st.selectbox("MRI view", VIEWS)
     mode = st.radio("Overlay", ["contour", "fill"], horizontal=True)
+    colours = st.radio("Colours", COLOUR_MODES, horizontal=True,
+                       help="TP / FP / FN: the prediction against the ground truth, colour-blind safe (Okabe–Ito)")
+    uncertain = st.toggle("TTA uncertainty", help="How much the tumor probability changes when each slice is "
+                          "mirrored, and whether that flags the badly segmented slices: one more forward pass a slice")
+show_patient_roles(patient, [name])
 
 rows = data.rows([patient])
 with st.spinner(f"Predicting {len(rows)} slices with {name}…"):
@@ -28,10 +38,15 @@ with st.spinner(f"Predicting {len(rows)} slices with {name}…"):
 table = batch_slice_metrics(preds, data.masks[rows])
 table["slice"] = data.index["slice"].to_numpy()[rows]
 table["tumor"] = table["true_tumor"].map({True: "tumor", False: "no tumor"})
+if uncertain:
+    with st.spinner(f"Predicting {len(rows)} mirrored slices with {name}…"):
+        tta = patient_uncertainty(name, data, patient)
+    table["uncertainty"] = tta.slice
 
 with left:
     number, row = pick_slice(data, patient)
-strip = px.bar(table, x="slice", y="dice", color="tumor", hover_data=["fp", "fn", "hd95"], height=220,
+hover = ["fp", "fn", "hd95"] + (["uncertainty"] if uncertain else [])
+strip = px.bar(table, x="slice", y="dice", color="tumor", hover_data=hover, height=220,
                title=f"Per-slice Dice along the volume ({name})",
                color_discrete_map={"tumor": "#e0533d", "no tumor": "#6c8ebf"})
 strip.add_vline(x=number, line_dash="dash")
@@ -39,7 +54,35 @@ st.plotly_chart(strip.update_yaxes(range=[0, 1.05]))
 
 position = int((rows == row).nonzero()[0][0])
 base = channel_view(data.images[row], view)
-picture = overlay(overlay(base, data.masks[row], GT_COLOR, mode, 0.4), preds[position], PRED_COLOR, mode, 0.4)
+errors = colours == COLOUR_MODES[1]
+if errors:
+    picture = error_overlay(base, preds[position], data.masks[row], mode, 0.4)
+    legend = f"{name} against the ground truth"
+else:
+    picture = overlay(overlay(base, data.masks[row], GT_COLOR, mode, 0.4), preds[position], PRED_COLOR, mode, 0.4)
+    legend = f"green = ground truth, red = {name}"
 m = table.iloc[position]
-st.image(picture, caption=f"{patient}, slice {number}: green = ground truth, red = {name} · Dice {m['dice']:.3f}",
-         width=512)
+shown, heat = st.columns(2) if uncertain else (st.container(), None)
+shown.image(picture, caption=f"{patient}, slice {number}: {legend} · Dice {m['dice']:.3f}", width=512)
+if errors:
+    shown.markdown(error_legend())
+if uncertain:
+    heat.image(scaled_heatmap(base, tta.pixel[position], UNCERTAINTY_SCALE), width=512,
+               caption=f"{UNCERTAINTY_SCALE.name} of {name}: over the slice and its mirror image · tumor-region mean "
+                       f"{tta.slice[position]:.4f}")
+    heat.plotly_chart(colorbar(UNCERTAINTY_SCALE), config={"displayModeBar": False})
+
+    st.subheader("Does the uncertainty flag the errors?")
+    found = uncertainty_vs_dice(tta.slice, table["dice"], table["true_tumor"])
+    number_box, chart = st.columns([1, 2])
+    defined = not math.isnan(found.rho)
+    number_box.metric("Spearman ρ, uncertainty vs Dice", f"{found.rho:+.2f}" if defined else "–",
+                      help="Rank correlation over this patient's tumor slices of the tumor-region mean "
+                           f"{UNCERTAINTY_SCALE.name} and the slice's Dice: negative when the uncertain slices are "
+                           "the badly segmented ones")
+    number_box.caption(f"{found.n} tumor slices · p = {found.p_value:.3g}" if defined else
+                       f"Undefined on {found.n} tumor slices: it needs 3 or more, with varying uncertainty and Dice.")
+    tumor_slices = table[table["true_tumor"]]
+    chart.plotly_chart(px.scatter(tumor_slices, x="uncertainty", y="dice", hover_data=["slice", "fp", "fn"], height=300,
+                                  labels={"uncertainty": f"tumor-region mean {UNCERTAINTY_SCALE.name}"},
+                                  title="Tumor slices: uncertainty vs Dice").update_yaxes(range=[-0.05, 1.05]))

@@ -62,7 +62,7 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     at.button[0].click().run()  # measure CPU latency
     assert_clean(at)
     assert at.dataframe[0].value.set_index("model")["cpu_latency_ms"]["unet-mini"] > 0
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 6  # five figures and the pairwise matrix
 
 
 def test_compare_shows_each_model_with_metrics_and_shares_the_view() -> None:
@@ -188,3 +188,109 @@ def test_missing_data_dir_gives_a_message_not_a_traceback(tmp_path: Path) -> Non
     at.switch_page("pages/leaderboard.py").run()
     assert_clean(at)
     assert at.dataframe
+
+
+def test_leaderboard_pairs_matrix_and_a_pair_opens_compare_on_its_patient() -> None:
+    import json
+
+    at = open_page("leaderboard")
+    assert_clean(at)
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    heatmaps = [f for f in figures if f["data"][0]["type"] == "heatmap"]
+    assert len(heatmaps) == 1
+    heat = heatmaps[0]["data"][0]
+    assert set(heat["x"]) == {"cnn-encdec", "unet-mini"} and "row − column" in heat["colorbar"]["title"]["text"]
+    assert "Holm" in texts(at.caption) and "blue: row higher" in texts(at.caption)
+    pair_box = next(s for s in at.selectbox if s.label == "Pair")
+    a, b = pair_box.options[0].split(" vs ")
+    assert {a, b} == {"cnn-encdec", "unet-mini"}
+    assert "shared patients" in texts(at.markdown)
+    compare = next(button for button in at.button if button.label.startswith("Compare slice"))
+    number = int(compare.label.split()[-1])
+    compare.click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Compare models on one slice"
+    assert at.selectbox[0].value == "TCGA_HT_7855"  # the tiny zoo's one held-out patient
+    assert at.select_slider[0].value == number
+    assert at.multiselect[0].value == [a, b]
+
+
+def colour_bars(at: AppTest) -> list[str]:
+    """The titles of the colour bars on the page (figures whose only trace carries a colour scale)."""
+    import json
+
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [f["data"][0]["marker"]["colorbar"]["title"]["text"] for f in figures
+            if f["data"][0].get("marker", {}).get("showscale")]
+
+
+def test_compare_errors_mode_and_uncertainty_have_legend_colour_bars_and_matching_captions() -> None:
+    at = open_page("compare", {"patient": "TCGA_HT_7855", "slice": "12", "models": "cnn-encdec,unet-mini"})
+    next(r for r in at.radio if r.label == "Colours").set_value("TP / FP / FN").run()
+    assert_clean(at)
+    assert all(label in texts(at.markdown) for label in ("TP: tumor found", "FP: false alarm", "FN: missed tumor"))
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert sum("Dice" in c for c in captions) == 2
+    assert [bar.split("<br>")[0] for bar in colour_bars(at)] == ["minority share of 2 models"]
+    assert "Disagreement: minority share of 2 models" in captions
+    at.toggle[0].set_value(True).run()
+    assert_clean(at)
+    bars = colour_bars(at)
+    assert len(bars) == 3 and sum("TTA variance" in bar for bar in bars) == 2
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert {c.split(" · ")[0] for c in captions if "TTA variance · tumor-region mean" in c} == {"cnn-encdec", "unet-mini"}
+    for bar in bars:  # every colour bar's quantity is named in a caption
+        assert any(bar.split("<br>")[0] in c for c in captions), bar
+
+
+def test_compare_computes_uncertainty_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgg_core.app import state
+    from lgg_core.explain import uncertainty
+
+    calls = []
+    original = uncertainty.view_probabilities
+    monkeypatch.setattr(uncertainty, "view_probabilities", lambda *a, **k: calls.append(1) or original(*a, **k))
+    state._slice_uncertainty.clear()
+    at = open_page("compare", {"patient": "TCGA_HT_7855", "slice": "12", "models": "cnn-encdec,unet-mini"})
+    at.select_slider[0].set_value(13).run()
+    assert_clean(at)
+    assert not calls  # TTA costs a forward pass per model: none while its view is off
+    at.toggle[0].set_value(True).run()
+    assert_clean(at)
+    assert len(calls) == 2
+
+
+def test_patient_viewer_errors_mode_and_uncertainty_against_dice() -> None:
+    at = open_page("patient", {"patient": "TCGA_CS_4944", "models": "unet-mini"})
+    next(r for r in at.radio if r.label == "Colours").set_value("TP / FP / FN").run()
+    assert_clean(at)
+    assert "against the ground truth" in at.get("image")[0].captions[0]
+    assert "FN: missed tumor" in texts(at.markdown)
+    assert not colour_bars(at)
+    at.toggle[0].set_value(True).run()
+    assert_clean(at)
+    assert [bar.split("<br>")[0] for bar in colour_bars(at)] == ["TTA variance"]
+    heat_caption = at.get("image")[1].captions[0]
+    assert heat_caption.startswith("TTA variance of unet-mini") and "tumor-region mean" in heat_caption
+    spearman = next(m for m in at.metric if m.label == "Spearman ρ, uncertainty vs Dice")
+    assert spearman.value == "–" or -1 <= float(spearman.value) <= 1
+    assert "tumor slices" in texts(at.caption)
+    at.select_slider[0].set_value(3).run()
+    assert_clean(at)
+    assert "slice 3" in at.get("image")[0].captions[0]
+
+
+def test_leaderboard_pair_does_not_link_a_patient_missing_from_the_data(tmp_path: Path) -> None:
+    import shutil
+
+    from lgg_core.serving.records import DEMO_DIR
+
+    folder = next((DEMO_DIR / "kaggle_3m").glob("TCGA_CS_4944_*"))  # not the tiny zoo's held-out patient
+    shutil.copytree(folder, tmp_path / "kaggle_3m" / folder.name)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input[0].set_value(str(tmp_path / "kaggle_3m")).run()  # the sidebar setting
+    at.switch_page("pages/leaderboard.py").run()
+    assert_clean(at)
+    compare = next(button for button in at.button if button.label.startswith("Compare slice"))
+    assert compare.disabled
+    assert "1 of these patients are not in the data folder" in texts(at.caption)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,3 +68,47 @@ def test_gated_patient_dice_by_hand() -> None:
     tables = lambda slices: EvalTables({}, slices, None)  # noqa: E731
     # p: tp 8, fp 0, fn 2 + 2 -> 16 / 20; q: nothing predicted, nothing there -> 1.
     assert gated_patient_dice(tables(cls), tables(seg)) == pytest.approx((16 / 20 + 1.0) / 2)
+
+
+def test_cli_leaderboard_pairs_prints_the_pairwise_tables(tmp_path_factory, capsys) -> None:
+    from e2e.zoo import build_tiny_zoo
+
+    from lgg_core.cli import main
+
+    catalog = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
+    assert main(["leaderboard", "--catalog", str(catalog)]) == 0
+    assert "Pairwise" not in capsys.readouterr().out
+    assert main(["leaderboard", "--catalog", str(catalog), "--pairs"]) == 0
+    out = capsys.readouterr().out
+    assert "Pairwise per-patient Dice" in out and "Pairwise per-patient HD95" in out
+    pair_rows = [line for line in out.splitlines() if line.startswith("| `") and "` | `" in line]
+    assert len(pair_rows) == 2  # the tiny zoo's two segmenters: one pair per metric
+    dice_row = pair_rows[0]
+    dice = {}
+    for name in ("cnn-encdec", "unet-mini"):
+        patients = pd.read_csv(catalog.parent / name / "eval" / "patients.csv")
+        dice[name] = patients[patients["variant"] == "raw"]["dice"].mean()  # one held-out patient
+    a, b = dice_row.split("`")[1], dice_row.split("`")[3]
+    assert {a, b} == set(dice) and dice[a] >= dice[b]
+    assert f"| 1 | {dice[a]:.3f} | {dice[b]:.3f} | {dice[a] - dice[b]:+.3f} " in dice_row
+    assert dice_row.endswith("| no significant difference |")  # one patient cannot be significant
+
+
+def test_pairwise_figure_reads_from_the_row_model() -> None:
+    from lgg_core.evaluation.leaderboard import pairwise_figure
+    from lgg_core.evaluation.stats import pairwise
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.8, 20)
+    scores = {"good": base + 0.1, "mid": base + rng.normal(0, 0.01, 20), "low": base - 0.1}
+    values = pd.DataFrame([{"model": m, "patient": i, "dice": v} for m, vs in scores.items() for i, v in enumerate(vs)])
+    fig = pairwise_figure(pairwise(values))
+    heat = fig.data[0]
+    assert list(heat.y) == list(heat.x) == ["good", "mid", "low"]
+    z = np.array(heat.z, dtype=float)
+    assert np.isnan(np.diag(z)).all()
+    np.testing.assert_allclose(z, -z.T)  # row − column
+    assert z[0, 2] == pytest.approx(0.2)
+    assert "better" in heat.text[0][2] and "worse" in heat.text[2][0] and heat.text[1][1] == ""
+    assert heat.zmid == 0 and "row − column" in heat.colorbar.title.text
+    assert heat.colorscale[0][1] == "rgb(103,0,31)"  # red for negative, as the page's caption says

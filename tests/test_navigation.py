@@ -44,15 +44,26 @@ def test_changing_patient_lands_on_its_largest_tumor() -> None:
     assert at.query_params["slice"] == str(_largest_tumor_slice("TCGA_CS_4944"))
 
 
-def test_explain_warns_on_a_training_patient(zoo_records: dict) -> None:
+@pytest.mark.parametrize(("page", "query"), [("explain", {}), ("compare", {"models": "cnn-encdec,unet-mini"}),
+                                             ("patient", {})])
+def test_pages_warn_on_a_training_patient(page: str, query: dict, zoo_records: dict) -> None:
     record = zoo_records["cnn-encdec"]
     roles = {role: patients[0] for role, patients in read_split(record)["roles"].items()}
     for role, patient in roles.items():
         assert patient_role(record, patient) == role
         at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params.update({"patient": patient, "models": "cnn-encdec"})
+        at.query_params.update({"patient": patient, "models": "cnn-encdec", **query})
         at.run()
-        at = at.switch_page("pages/explain.py").run()
+        at = at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, [e.value for e in at.exception]
         warned = any("training or validation patient of cnn-encdec" in str(w.value) for w in at.warning)
         assert warned == (role != "test"), role
+
+
+def test_a_link_to_a_patient_outside_the_data_says_so() -> None:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"patient": "TCGA_XX_0000", "slice": "5"})
+    at.run()
+    at = at.switch_page("pages/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("TCGA_XX_0000 is not in the loaded data folder" in str(w.value) for w in at.warning)

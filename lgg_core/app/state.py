@@ -4,6 +4,7 @@ All model, metric and CAM logic lives in ``lgg_core``; this module only caches i
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.serving.catalog import catalog_path
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.serving.device import pick_device
+from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
@@ -240,6 +242,8 @@ def pick_patient(data: LGGData, label: str = "Patient") -> str:
     """Patient selector that remembers the choice across pages."""
     patients = data.patients
     current = st.session_state.get("patient")
+    if current is not None and current not in patients:
+        st.warning(f"{current} is not in the loaded data folder, so {patients[0]} is shown instead.")
     patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0)
     if current is not None and patient != current:
         st.session_state.pop("slice", None)  # another patient opens on its largest tumor, not the old slice number
@@ -300,3 +304,33 @@ def show_patient_roles(patient: str, names: list[str]) -> None:
                    "its scores there are not a fair test.")
     words = {"train": "training", "val": "validation", "test": "held-out test", None: "not in its split"}
     st.caption(" · ".join(f"{name}: {words[role]}" for name, role in roles.items()))
+
+
+def _half(result: Uncertainty) -> Uncertainty:
+    """The maps in float16, to halve what the caches hold."""
+    return Uncertainty(result.pixel.astype(np.float16), result.slice)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _slice_uncertainty(name: str, dataset_hash: str, row: int, weights_key: str) -> Uncertainty:
+    data = dataset()
+    # The unmirrored view is the cached prediction the page already shows: TTA costs one more forward pass.
+    return _half(tta_uncertainty(partial(predict_masks, name), data.images[row : row + 1],
+                                 probs=slice_probs(name, data, row)[None]))
+
+
+def slice_uncertainty(name: str, data: LGGData, row: int) -> Uncertainty:
+    """One slice's flip-TTA uncertainty (:func:`~lgg_core.explain.uncertainty.tta_uncertainty`), cached per row."""
+    return _slice_uncertainty(name, data.dataset_hash, row, weights_key(name))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _patient_uncertainty(name: str, dataset_hash: str, patient: str, weights_key: str) -> Uncertainty:
+    data = dataset()
+    return _half(tta_uncertainty(partial(predict_masks, name), data.images[data.rows([patient])],
+                                 probs=patient_probs(name, data, patient)))
+
+
+def patient_uncertainty(name: str, data: LGGData, patient: str) -> Uncertainty:
+    """Flip-TTA uncertainty of every slice of ``patient``, cached per model, data and patient."""
+    return _patient_uncertainty(name, data.dataset_hash, patient, weights_key(name))

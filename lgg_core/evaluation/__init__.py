@@ -1,4 +1,5 @@
-"""Evaluation: per-slice and per-patient metrics, the evaluation of an artifact, failure cases, the leaderboard.
+"""Evaluation: per-slice and per-patient metrics, the evaluation of an artifact, failure cases, the leaderboard, and
+paired tests between models (``stats``).
 
 May import :mod:`lgg_core.data`, :mod:`lgg_core.models`, :mod:`lgg_core.serving` and :mod:`lgg_core.explain`.
 """
@@ -12,4 +13,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "bootstrap_ci": "metrics",
     "slice_metrics": "metrics",
     "volume_dice": "metrics",
+    "holm": "stats",
+    "largest_differences": "stats",
+    "most_different_slices": "stats",
+    "pairwise": "stats",
+    "pairs_markdown": "stats",
+    "patient_values": "stats",
 })

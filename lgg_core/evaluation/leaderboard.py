@@ -1,5 +1,5 @@
-"""The leaderboard: one row per model from its config and eval tables, per-patient and per-institution tables,
-CPU latency, and the Plotly figures of the Leaderboard page."""
+"""The leaderboard: one row per model from its config and eval tables, the per-institution table, CPU latency, and
+the Plotly figures of the Leaderboard page (per-patient tables and pairwise tests: :mod:`lgg_core.evaluation.stats`)."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +13,7 @@ import torch
 
 from lgg_core.serving.records import EvalTables, ModelRecord
 from lgg_core.evaluation.failures import gated_slices, raw_slices
+from lgg_core.evaluation.stats import A_BETTER, B_BETTER, METRIC_LABELS, NO_DIFFERENCE, format_p, ordered_pairs
 from lgg_core.models import LGGModel
 from lgg_core.data.transforms import resize_input
 
@@ -55,15 +56,6 @@ def leaderboard(rows: list[dict]) -> pd.DataFrame:
     return table.sort_values(["task", "_rank"], ascending=[False, False], na_position="last").drop(columns="_rank")
 
 
-def patient_dice(evals: dict[str, EvalTables]) -> pd.DataFrame:
-    """Long table (model, patient, institution, dice) of per-patient volume Dice, raw variant, segmenters only."""
-    parts = [
-        t.patients[t.patients["variant"] == "raw"].assign(model=name)[["model", "patient", "institution", "dice"]]
-        for name, t in evals.items() if t.patients is not None
-    ]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "patient", "institution", "dice"])
-
-
 def institution_breakdown(per_patient: pd.DataFrame) -> pd.DataFrame:
     """Mean per-patient Dice and patient count per (model, institution)."""
     return (per_patient.groupby(["model", "institution"], as_index=False)
@@ -102,6 +94,32 @@ def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
     """Grouped bars: mean per-patient Dice per institution and model."""
     return px.bar(breakdown, x="institution", y="dice", color="model", barmode="group", hover_data=["patients"],
                   title="Mean per-patient Dice by institution").update_yaxes(range=[0, 1])
+
+
+# The matrix reads from the row model's side: "A better" in an ordered pair means the row model is better.
+ROW_VERDICT = {A_BETTER: "better", B_BETTER: "worse", NO_DIFFERENCE: "n.s."}
+
+
+def pairwise_figure(pairs: pd.DataFrame) -> go.Figure:
+    """Heatmap "is the row model better than the column model?" from :func:`lgg_core.evaluation.stats.pairwise`.
+
+    Colour: mean per-patient difference, row − column, blue when the row model scores higher (zero is white); text:
+    that difference, the row model's verdict after Holm and the Holm-adjusted p.
+    """
+    models = list(dict.fromkeys([*pairs["a"], *pairs["b"]]))  # pairwise's ranking, best first
+    cells = ordered_pairs(pairs).set_index(["a", "b"])
+    grid = [[cells.loc[(row, col)] if row != col else None for col in models] for row in models]
+    z = [[None if c is None else c["mean_diff"] for c in line] for line in grid]
+    text = [["" if c is None else f"{c['mean_diff']:+.3f}<br>{ROW_VERDICT.get(c['verdict'], c['verdict'])}<br>"
+             f"p {format_p(c['p_holm'])}" for c in line] for line in grid]
+    label = METRIC_LABELS[pairs["metric"].iloc[0]]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=models, y=models, text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0,
+        colorbar={"title": {"text": "mean difference<br>row − column"}},
+        hovertemplate="row %{y} − column %{x}<br>%{text}<extra></extra>"))
+    fig.update_xaxes(showgrid=False).update_yaxes(autorange="reversed", title="row model", showgrid=False)
+    return fig.update_layout(title=f"Is the row model better than the column model? ({label})",
+                             xaxis_title="column model")
 
 
 def _ci_text(value: float, ci: list[float]) -> str:

@@ -1,4 +1,4 @@
-"""Explanations: class-activation maps (pytorch-grad-cam) and how much of them falls on the tumor.
+"""Explanations: class-activation maps (pytorch-grad-cam) and how much of them falls on the tumor; TTA uncertainty.
 
 May import :mod:`lgg_core.data` and :mod:`lgg_core.models`.
 """
@@ -11,4 +11,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "energy_inside": "cam",
     "explain": "cam",
     "layer_options": "cam",
+    "tta_uncertainty": "uncertainty",
+    "uncertainty_vs_dice": "uncertainty",
 })
