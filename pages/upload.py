@@ -6,10 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from lgg_core.explain.cam import CAM_METHODS, ExplainError, explain, layer_options
-from lgg_core.app.overlay import PRED_COLOR, channel_view, heatmap, overlay, png_bytes
+from lgg_core.explain.cam import CAM_METHODS, ExplainError, describe_layer, explain, layer_options
+from lgg_core.app.overlay import CAM_SCALE, PRED_COLOR, channel_view, colorbar, overlay, png_bytes, scaled_heatmap
 from lgg_core.data.upload import EXTENSIONS, FORMATS, MAX_PIXELS, UploadError, read_upload
 from lgg_core.app.state import model, predict_masks, predictor, require_models, usable
+
 
 st.title("Upload a slice")
 st.markdown(
@@ -66,11 +67,16 @@ cam_model = st.selectbox("Explain with", chosen or list(models))
 record = models[cam_model]
 net = model(record)
 method = st.selectbox("Method", list(CAM_METHODS))
-layer = st.selectbox("Target layer", layer_options(net))
+layer = st.selectbox("Target layer", layer_options(net), format_func=lambda name: describe_layer(net, name))
 target = predict_masks(cam_model, slice_.image[None])[0] > 0.5 if record.task == "segment" else None
 try:
     with st.spinner(f"Computing {method}…"):
-        result = explain(net, slice_.image, method, layer, target, None, record.input_size)
-    st.image(heatmap(base, result.cam), caption=f"{method} of {cam_model} at {layer}", width=384)
+        result = explain(net, slice_.image, method, layer, target, None, record.input_size, faithfulness=False)
+    picture, outline = scaled_heatmap(base, result.cam, CAM_SCALE, 0.5), ""
+    if target is not None:
+        picture = overlay(picture, target, PRED_COLOR, "contour", 1.0)
+        outline = " · red: the predicted mask whose tumor logits are explained"
+    st.image(picture, caption=f"{method} of {cam_model} at {describe_layer(net, layer)}{outline}", width=384)
+    st.plotly_chart(colorbar(CAM_SCALE), key="cam-colorbar", config={"displayModeBar": False})
 except ExplainError as err:
     st.info(str(err))

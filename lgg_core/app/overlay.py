@@ -5,10 +5,9 @@ Palettes:
 - **TP / FP / FN** use Okabe & Ito's colour-blind-safe set: yellow (tumor found), vermillion (false alarm), sky blue
   (missed tumor). They differ in lightness as well as hue, so every pair stays apart under simulated protanopia,
   deuteranopia and tritanopia, also blended over a gray MRI (``tests/test_overlay.py`` measures it).
-- **Disagreement and uncertainty heatmaps** use viridis, a perceptually uniform sequential map (dark = low, bright =
+- **Disagreement, uncertainty and CAM heatmaps** use viridis, a perceptually uniform sequential map (dark = low, bright =
   high, readable in gray and with colour blindness). Pixels at or below a scale's floor stay uncoloured, so where
   the models agree the MRI shows through; each heatmap comes with a :func:`colorbar` built from the same scale.
-- CAM heatmaps (:func:`heatmap`) keep pytorch-grad-cam's jet rendering.
 """
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
-from pytorch_grad_cam.utils.image import show_cam_on_image
 from scipy import ndimage
 
 VIEWS = ("FLAIR", "pre-contrast", "post-contrast", "all three as RGB")
@@ -58,6 +56,9 @@ class HeatScale:
 # Variance over views lies in [0, 0.25], but most disagreement is far below 0.25: on a full-range scale it would be
 # drawn in the near-black end. So the top colour means 0.0625 or more (two views' probabilities 0.5 or more apart),
 # and below 0.0025 (less than 0.1 apart) the views count as agreeing.
+# Each CAM is rescaled to [0, 1] on its own slice; exact zeros stay uncoloured.
+CAM_SCALE = HeatScale("CAM: evidence for the target, 1 = this map's peak", 1.0,
+                      ((0.0, "0"), (0.5, "0.5"), (1.0, "1")), 0.0, "uncoloured: 0, no positive evidence")
 UNCERTAINTY_SCALE = HeatScale(
     "TTA variance", 0.0625, ((0.0, "0"), (0.02, "0.02"), (0.04, "0.04"), (0.0625, "≥0.0625")), 0.0025,
     "uncoloured: ≤ 0.0025, views agree")
@@ -142,11 +143,6 @@ def colorbar(scale: HeatScale) -> go.Figure:
     figure = go.Figure(go.Scatter(x=[None], y=[None], mode="markers", marker=marker, hoverinfo="skip"))
     return figure.update_layout(height=110, margin={"l": 10, "r": 10, "t": 0, "b": 0}, xaxis_visible=False,
                                 yaxis_visible=False, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
-
-
-def heatmap(rgb: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet-coloured ``values`` in [0, 1] over ``rgb`` (pytorch-grad-cam's renderer)."""
-    return show_cam_on_image(rgb.astype(np.float32) / 255.0, np.clip(values, 0, 1), use_rgb=True, image_weight=1 - alpha)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

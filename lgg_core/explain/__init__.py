@@ -9,8 +9,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "ExplainError": "cam",
     "Explanation": "cam",
     "energy_inside": "cam",
+    "describe_layer": "cam",
     "explain": "cam",
     "layer_options": "cam",
+    "road_faithfulness": "cam",
     "tta_uncertainty": "uncertainty",
     "uncertainty_vs_dice": "uncertainty",
 })
