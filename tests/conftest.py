@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from e2e.zoo import build_tiny_zoo
 
 from lgg_core.data.cache import LGGData, load_dataset
 
@@ -46,6 +47,20 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sample_data(sample_root: Path) -> LGGData:
     """The decoded sample (cached in the session's temporary LGG_CACHE_DIR)."""
     return load_dataset(sample_root, progress=False)
+
+
+@pytest.fixture(scope="session")
+def zoo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalog of the tiny trained-and-evaluated zoo (built once per session) for app tests."""
+    return build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
+
+
+@pytest.fixture
+def app_env(zoo_catalog: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the app at the tiny zoo, offline; returns its catalog."""
+    monkeypatch.setenv("LGG_CATALOG", str(zoo_catalog))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return zoo_catalog
 
 
 def _write_slice(folder: Path, n: int, image: np.ndarray, mask: np.ndarray) -> None:

@@ -7,22 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 PAGES = ["leaderboard", "compare", "explain", "failures", "upload", "models", "patient"]
 
 
-@pytest.fixture(scope="session")
-def zoo_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
-
-
-@pytest.fixture(autouse=True)
-def _app_env(zoo_catalog: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LGG_CATALOG", str(zoo_catalog))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("app_env")
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:

@@ -16,7 +16,6 @@ from pathlib import Path
 import onnx
 import pytest
 import torch
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 
 from lgg_core.cli import main
@@ -102,9 +101,9 @@ SIDE_FILES = {
 
 
 @pytest.fixture(scope="module")
-def bad_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bad_catalog(zoo_catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny zoo's good models plus one broken copy of its cnn-encdec per case above."""
-    good = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo").parent
+    good = zoo_catalog.parent
     root = tmp_path_factory.mktemp("bad-zoo")
     entries = ["cnn-encdec", "unet-mini", "resnet18"]
     for name in entries:

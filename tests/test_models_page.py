@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 
 from lgg_core.app.figures import training_curves, validation_metric
@@ -32,11 +31,8 @@ def test_unknown_validation_metric() -> None:
     assert validation_metric(_log("val_other").drop(columns="val_other")) == "validation score"
 
 
-def test_models_page_shows_a_runnable_snippet(tmp_path_factory: pytest.TempPathFactory,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    catalog = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")
-    monkeypatch.setenv("LGG_CATALOG", str(catalog))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_models_page_shows_a_runnable_snippet(app_env: Path) -> None:
+    catalog = app_env
     at = AppTest.from_file(APP, default_timeout=120).run()
     at = at.switch_page("pages/models.py").run()
     at.selectbox[0].set_value("cnn-encdec").run()

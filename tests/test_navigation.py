@@ -1,12 +1,10 @@
 """Moving around the dashboard: a new patient opens on its largest tumor; pages say whose training patient it was."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 
 from lgg_core.data.cache import load_dataset
@@ -15,15 +13,12 @@ from lgg_core.serving.records import DEMO_DIR, patient_role, read_split, resolve
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
-@pytest.fixture(autouse=True)
-def _tiny_zoo(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LGG_CATALOG", str(build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("app_env")
 
 
 @pytest.fixture
-def zoo_records(_tiny_zoo) -> dict:
-    return {r.name: r for r in resolve_models(os.environ["LGG_CATALOG"])[0]}
+def zoo_records(app_env: Path) -> dict:
+    return {r.name: r for r in resolve_models(app_env)[0]}
 
 
 def _largest_tumor_slice(patient: str) -> int:

@@ -5,7 +5,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
@@ -21,10 +20,8 @@ def _error_for(folder: str) -> str:
     return error.value.replace(folder, "<path>")
 
 
-def test_data_folder_box_does_not_reveal_server_paths(tmp_path_factory: pytest.TempPathFactory,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LGG_CATALOG", str(build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.usefixtures("app_env")
+def test_data_folder_box_does_not_reveal_server_paths(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("server")
     (root / "secret.txt").write_text("not for visitors")
     (root / "empty").mkdir()

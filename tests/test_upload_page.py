@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e.zoo import build_tiny_zoo
 from streamlit.testing.v1 import AppTest
 from test_upload import (MRI, animated_gif, assert_own_message, deflated, deflated_dicom, dicom_bytes, mr_dataset,
                          pil_bytes, png_claiming, tif_bytes, tiff_claiming, zeros)
@@ -16,11 +15,7 @@ import lgg_core.data.upload
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
-@pytest.fixture(autouse=True)
-def _app_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The same folder as test_app.py's zoo, which build_tiny_zoo builds once per session.
-    monkeypatch.setenv("LGG_CATALOG", str(build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo")))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("app_env")
 
 
 def upload_page() -> AppTest:
