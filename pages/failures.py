@@ -6,7 +6,8 @@ import streamlit as st
 from lgg_core.serving.records import GATED_PREFIX, row_of
 from lgg_core.evaluation.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
 from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
-from lgg_core.app.state import dataset, eval_tables, gated_options, open_slice, slice_probs, usable
+from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, slice_probs,
+                                usable)
 
 st.title("Failure cases")
 st.caption("From each model's evaluation on its held-out patients (`eval/slices.csv`, no post-processing). The gated "
@@ -32,11 +33,14 @@ if not tables:
     st.info("No evaluated segmenter yet: failure cases come from the eval/ tables that `lgg evaluate` writes.")
     st.stop()
 
+# Selections live in session state of their own: Streamlit drops a widget's state while another page is shown.
 left, right = st.columns([2, 1])
-name = left.selectbox("Model or pipeline", list(tables))
+name = left.selectbox("Model or pipeline", list(tables), index=remembered_index("failure_model", list(tables)))
 found = counts(tables[name])
-kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({found[k]})")
-limit = right.slider("Show", 4, 48, 12, 4)
+kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({found[k]})",
+                   index=remembered_index("failure_kind", list(KINDS)))
+limit = right.slider("Show", 4, 48, st.session_state.get("failure_limit", 12), 4)
+st.session_state.update(failure_model=name, failure_kind=kind, failure_limit=limit)
 st.caption(KINDS[kind])
 cases = failure_cases(tables[name], kind, limit)
 if cases.empty:
@@ -48,21 +52,24 @@ missing = sorted(set(cases["patient"]) - set(data.patients if data is not None e
 if missing:
     st.info(f"{len(missing)} patient(s) of these cases are not in the loaded data folder, so their slices show "
             "metrics only; point the sidebar at a full kaggle_3m copy to see them.")
+# Compare needs two models: the failing one next to its gated segmenter, or the catalog's best other segmenter.
+partner = (gated_options()[name][1].name if name.startswith(GATED_PREFIX)
+           else next((m for m in usable("segment") if m != name), None))
+models = [name, *([partner] if partner else [])]
 columns = st.columns(4)
 for i, case in cases.iterrows():
-    with columns[i % 4]:
-        label = (f"**{case['patient']}** · slice {case['slice']}  \nDice {case['dice']:.3f} · "
-                 f"FP {case['fp']} px · FN {case['fn']} px")
+    # One bordered card per case, its label on top: a label below an image read as the caption of the next one.
+    with columns[i % 4].container(border=True):
+        st.markdown(f"**{case['patient']}** · slice {case['slice']}  \nDice {case['dice']:.3f} · "
+                    f"FP {case['fp']} px · FN {case['fn']} px")
         row = row_of(data, case["patient"], int(case["slice"])) if data is not None else None
         if row is not None:
             base = channel_view(data.images[row])
             pred = slice_probs(name, data, row) > 0.5
             st.image(overlay(overlay(base, data.masks[row], GT_COLOR, "contour"), pred, PRED_COLOR, "contour"),
                      width="stretch")
-            models = [name, gated_options()[name][1].name] if name.startswith(GATED_PREFIX) else [name]
             a, b = st.columns(2)
             if a.button("Compare", key=f"cmp{i}"):
                 open_slice("pages/compare.py", case["patient"], int(case["slice"]), models)
             if b.button("Explain", key=f"exp{i}"):
                 open_slice("pages/explain.py", case["patient"], int(case["slice"]), models)
-        st.markdown(label)

@@ -119,6 +119,19 @@ def test_failures_gallery_opens_compare() -> None:
     compare.click().run()
     assert_clean(at)
     assert at.title[0].value == "Compare models on one slice"
+    assert at.multiselect[0].value == ["cnn-encdec", "unet-mini"]  # the failing model next to the best other one
+    assert "Pick at least two" not in texts(at.info) and any("cnn-encdec · Dice" in c for i in at.get("image")
+                                                           for c in i.captions)
+
+
+def test_failure_selections_survive_a_trip_to_another_page() -> None:
+    at = open_page("failures")
+    at.selectbox[0].set_value("unet-mini").run()
+    at.radio[0].set_value("false negatives").run()
+    at.switch_page("pages/leaderboard.py").run()
+    at.switch_page("pages/failures.py").run()
+    assert_clean(at)
+    assert (at.selectbox[0].value, at.radio[0].value) == ("unet-mini", "false negatives")
 
 
 def tif_bytes(array: np.ndarray) -> bytes:

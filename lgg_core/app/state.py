@@ -264,6 +264,12 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
     return number, int(rows[numbers.index(number)])
 
 
+def remembered_index(key: str, options: list) -> int:
+    """Index of the option stored under ``key`` in session state (0 when none or no longer offered)."""
+    remembered = st.session_state.get(key)
+    return options.index(remembered) if remembered in options else 0
+
+
 def pick_models(options: list[str], label: str, max_selections: int, default_count: int = 2) -> list[str]:
     """Multiselect of models, remembering the choice across pages."""
     remembered = [m for m in st.session_state.get("models", []) if m in options]
