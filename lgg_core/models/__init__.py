@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import attention_unet, baselines, classifiers, segnet, smp_models, unet  # noqa: F401  (register models)
 from .composite import EMPTY_LOGIT, GatedSegmenter, MajorityVote, assemble
-from .hub_model import ArtifactError, LGGModel, check_artifact, read_config
+from .hub_model import ArtifactError, LGGModel, check_artifact, check_config, read_config
 from .registry import (
     TASKS,
     ModelEntry,
@@ -28,6 +28,7 @@ __all__ = [
     "ModelEntry",
     "assemble",
     "check_artifact",
+    "check_config",
     "count_parameters",
     "create_model",
     "get_entry",

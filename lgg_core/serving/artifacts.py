@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lgg_core.models import LGGModel, check_artifact, count_parameters, model_info, read_config
+from lgg_core.models import LGGModel, check_config, count_parameters, model_info, read_config
 from lgg_core.data.splits import save_split
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
@@ -134,7 +134,10 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"{path} is not a model artifact: it needs config.json and model.safetensors")
-    config = check_artifact(path)
+    # The config is checked here because the Hub mixin parses it itself; the weights' header is checked (once) by
+    # LGGModel's loader before it builds anything.
+    config = read_config(path)
+    check_config(config)
     model = LGGModel.from_pretrained(path).to(device).eval()
     return model, config
 
