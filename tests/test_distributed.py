@@ -12,7 +12,8 @@ def test_torchrun_two_processes_write_one_artifact(sample_root: Path, tmp_path: 
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "train", "cnn-encdec", "--data-dir", str(sample_root), "--out", str(out), "--device", "cpu",
-           "--epochs", "1", "--no-progress", "--set", "k=3", "--set", "batch_size=4", "--set", "limit_train_batches=2"]
+           "--epochs", "1", "--no-progress", "--set", "k=3", "--set", "batch_size=4", "--set", "limit_train_batches=2",
+           "--set", "val_patients=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -150,7 +150,8 @@ def test_cli_bad_data_dir_is_a_clear_error(capsys, tmp_path: Path) -> None:
 def test_cli_trains_with_overrides(sample_root, tmp_path: Path) -> None:
     out = tmp_path / "cli-model"
     args = ["cnn-encdec", "--data-dir", str(sample_root), "--out", str(out), "--epochs", "1", "--no-progress",
-            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4"]
+            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4",
+            "--set", "val_patients=null"]  # the shipped protocol wants 18 validation patients
     assert train_main(args) == 0
     t = json.loads((out / "config.json").read_text())["training"]
     assert (t["epochs"], t["k"], t["batch_size"]) == (1, 3, 4)
@@ -183,7 +184,7 @@ def test_segmenter_trained_on_downsized_slices_predicts_full_size(sample_data, t
 def _cli_args(sample_root: Path, out: Path, *extra: str) -> list[str]:
     """A 1-epoch, 1-batch ``python -m train`` command: about a second on a CPU."""
     return ["cnn-encdec", "--data-dir", str(sample_root), "--out", str(out), "--epochs", "1", "--no-progress",
-            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4", *extra]
+            "--set", "k=3", "--set", "limit_train_batches=1", "--set", "batch_size=4", "--set", "val_patients=null", *extra]
 
 
 def _one_error_line(capsys) -> str:

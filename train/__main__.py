@@ -20,15 +20,29 @@ from typing import Any
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+def read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file; ``extends = "other.toml"`` (relative to it) starts from that file's values, so the models of
+    one protocol share its recipe and state only what differs. ``arch_kwargs`` tables merge key by key."""
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    if path.resolve() in seen:
+        raise ValueError(f"config file {path} extends itself (via {' -> '.join(map(str, seen))})")
+    values = tomllib.loads(path.read_text())
+    base = values.pop("extends", None)
+    if base is None:
+        return values
+    merged = read_toml(path.parent / base, (*seen, path.resolve()))
+    kwargs = {**merged.get("arch_kwargs", {}), **values.pop("arch_kwargs", {})}
+    return {**merged, **values, **({"arch_kwargs": kwargs} if kwargs else {})}
+
+
 def load_config(spec: str) -> dict[str, Any]:
     """A TOML path, or a model name whose default config is ``train/configs/<name>.toml`` (else bare defaults)."""
     path = Path(spec)
     if path.suffix == ".toml":
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found")
-        return tomllib.loads(path.read_text())
+        return read_toml(path)
     default = CONFIG_DIR / f"{spec}.toml"
-    return tomllib.loads(default.read_text()) if default.is_file() else {"arch": spec}
+    return read_toml(default) if default.is_file() else {"arch": spec}
 
 
 def parse_value(text: str) -> Any:

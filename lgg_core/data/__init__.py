@@ -20,6 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "make_folds": "splits",
     "save_split": "splits",
     "SliceDataset": "dataset",
+    "BalancedSampler": "dataset",
     "download_dataset": "download",
     "UploadError": "upload",
     "read_upload": "upload",

@@ -95,7 +95,14 @@ def make_folds(index: pd.DataFrame, k: int = 5, seed: int = 0, candidates: int =
     return dict(zip(table.index.tolist(), best.tolist()))
 
 
-def fold_roles(folds: dict[str, int], fold: int, val_fraction: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+def fold_roles(
+    folds: dict[str, int],
+    fold: int,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    val_patients: int | None = None,
+    institutions: dict[str, str] | None = None,
+) -> dict[str, list[str]]:
     """Split patients into train / val / test for one fold.
 
     Args:
@@ -103,12 +110,17 @@ def fold_roles(folds: dict[str, int], fold: int, val_fraction: float = 0.1, seed
         fold: the test fold.
         val_fraction: share of the non-test patients held out for early stopping (at least one patient).
         seed: seed for picking the validation patients.
+        val_patients: exact number of validation patients; overrides ``val_fraction``.
+        institutions: ``{patient: institution}``; when given, each institution contributes validation patients in
+            proportion to its share of the non-test patients (largest remainders), so checkpoint picks are not made
+            on one scanner's patients.
 
     Returns:
         ``{"train": [...], "val": [...], "test": [...]}``: sorted, disjoint, covering all patients.
 
     Raises:
-        ValueError: unknown fold, val_fraction outside (0, 1), or too few patients for train and val.
+        ValueError: unknown fold, val_fraction outside (0, 1), val_patients leaving no training patient, or too few
+            patients for train and val.
     """
     if fold not in set(folds.values()):
         raise ValueError(f"fold {fold} not in the split (folds {sorted(set(folds.values()))})")
@@ -118,12 +130,34 @@ def fold_roles(folds: dict[str, int], fold: int, val_fraction: float = 0.1, seed
     rest = sorted(p for p, f in folds.items() if f != fold)
     if len(rest) < 2:
         raise ValueError(f"fold {fold} leaves {len(rest)} patients outside the test set; need 2 for train and val")
-    n_val = min(len(rest) - 1, max(1, round(val_fraction * len(rest))))
+    if val_patients is None:
+        n_val = min(len(rest) - 1, max(1, round(val_fraction * len(rest))))
+    elif not 1 <= val_patients < len(rest):
+        raise ValueError(f"val_patients must be in 1..{len(rest) - 1} for fold {fold}, got {val_patients}")
+    else:
+        n_val = val_patients
     # The fold joins the seed so each fold draws its own validation patients.
-    picked = np.random.default_rng([seed, fold]).choice(len(rest), size=n_val, replace=False)
+    rng = np.random.default_rng([seed, fold])
+    if institutions is None:
+        picked = rng.choice(len(rest), size=n_val, replace=False)
+    else:
+        picked = _stratified_pick(np.array([institutions[p] for p in rest]), n_val, rng)
     val = sorted(rest[i] for i in picked)
     train = sorted(set(rest) - set(val))
     return {"train": train, "val": val, "test": test}
+
+
+def _stratified_pick(groups: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of ``n`` items drawn so that each group's count is its proportional share (largest remainders)."""
+    names, counts = np.unique(groups, return_counts=True)
+    exact = n * counts / counts.sum()
+    quota = np.floor(exact).astype(int)
+    # Random tie-breaks among equal remainders, so no institution is favoured by its name.
+    order = np.lexsort((rng.random(len(names)), -(exact - quota)))
+    quota[order[: n - quota.sum()]] += 1
+    return np.concatenate([
+        rng.choice(np.flatnonzero(groups == name), size=q, replace=False) for name, q in zip(names, quota)
+    ]).astype(int)
 
 
 def fold_summary(index: pd.DataFrame, folds: dict[str, int]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from .registry import (
     model_info,
     register_model,
 )
+from .transfer import init_encoder_from_classifier
 
 __all__ = [
     "ArtifactError",
@@ -32,6 +33,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "get_entry",
+    "init_encoder_from_classifier",
     "list_models",
     "model_info",
     "read_config",

@@ -30,9 +30,9 @@ from lgg_core.training.checkpoint import CheckpointError, load_checkpoint, save_
 from lgg_core.serving.device import autocast, pick_device
 from lgg_core.serving.inference import predict
 from lgg_core.evaluation.metrics import classification_metrics, volume_dice
-from lgg_core.models import LGGModel
+from lgg_core.models import LGGModel, init_encoder_from_classifier
 from lgg_core.data.splits import fold_roles, make_folds
-from lgg_core.data.dataset import SliceDataset
+from lgg_core.data.dataset import BalancedSampler, SliceDataset
 from lgg_core.data.transforms import Augment, training_batch
 
 LOSSES = ("bce", "dice", "bce+dice")
@@ -50,6 +50,11 @@ class TrainConfig:
     slices. ``input_size``: resize inputs to this size (e.g. 128 for fast CPU classifiers).
     ``max_minutes``: stop after the epoch during which this wall time is reached (CPU budgets); the learning-rate
     schedule then decays by elapsed time as well as by steps (see :func:`lr_lambda`).
+    ``val_patients``: that many validation patients, drawn institution by institution in proportion (overrides
+    ``val_fraction``). ``balanced``: each epoch sees every tumor slice and as many tumor-free ones (see
+    :class:`~lgg_core.data.dataset.BalancedSampler`). ``encoder_init``: a classifier artifact whose backbone starts
+    the segmenter's encoder (see :func:`~lgg_core.models.init_encoder_from_classifier`). ``protocol``: the name of
+    the shared recipe a run follows, so runs of one comparison can be told from others.
     """
 
     arch: str
@@ -58,6 +63,7 @@ class TrainConfig:
     k: int = 5
     split_seed: int = 0
     val_fraction: float = 0.1
+    val_patients: int | None = None
     seed: int = 0
     epochs: int = 30
     batch_size: int = 16
@@ -68,6 +74,8 @@ class TrainConfig:
     pos_weight: float | str | None = None
     crop: int | None = None
     tumor_crop_prob: float = 0.7
+    balanced: bool = False
+    encoder_init: str | None = None
     input_size: int | None = None
     patience: int = 8
     max_minutes: float | None = None
@@ -76,6 +84,7 @@ class TrainConfig:
     mixed_precision: bool = True
     weights_dtype: str = "float32"
     device: str = "auto"
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -100,25 +109,32 @@ def seed_everything(seed: int) -> None:
 
 
 def code_revision() -> str:
-    """``git describe`` of the code that trained the model, or ``"unknown"`` outside a checkout."""
+    """``git describe`` of the code that trained the model (``-dirty`` if ``lgg_core/`` or ``train/`` has uncommitted
+    changes; artifacts written into the checkout do not count), or ``"unknown"`` outside a checkout."""
+    root = Path(__file__).parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
+
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip()
+        described = git("describe", "--always").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "lgg_core", "train").strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return f"{described}-dirty" if dirty else described
 
 
 def resolve_pos_weight(cfg: TrainConfig, task: str, data: LGGData, rows: np.ndarray) -> float | None:
+    """``cfg.pos_weight`` as a number; ``"auto"`` is computed over the slices an epoch sees (see :class:`TrainConfig`)."""
     if cfg.pos_weight != "auto":
         return None if cfg.pos_weight is None else float(cfg.pos_weight)
+    pos = int(data.index["has_tumor"].to_numpy()[rows].sum())
+    # A balanced epoch sees as many tumor-free slices as tumor slices (or all of them, if fewer).
+    seen = pos + min(pos, len(rows) - pos) if cfg.balanced else len(rows)
     if task == "classify":
-        pos = int(data.index["has_tumor"].to_numpy()[rows].sum())
-        return (len(rows) - pos) / max(pos, 1)
+        return (seen - pos) / max(pos, 1)
     fg = int(data.index["tumor_pixels"].to_numpy()[rows].sum())
-    bg = len(rows) * data.masks.shape[1] * data.masks.shape[2] - fg
+    bg = seen * data.masks.shape[1] * data.masks.shape[2] - fg
     return float(min(math.sqrt(bg / max(fg, 1)), 10.0))
 
 
@@ -245,6 +261,7 @@ def train(
     """
     out_dir = Path(out_dir)
     check_overwrite(out_dir, overwrite)  # before any training time is spent, on every rank alike
+    revision = code_revision()  # now: code edited while a long run trains is not the code that trained it
     rank, world = _distributed()
     run_dir = Path(run_dir) if run_dir else out_dir.with_name(out_dir.name + ".run")
     checkpoint = run_dir / "checkpoint"
@@ -254,9 +271,13 @@ def train(
     seed_everything(cfg.seed)
 
     folds = make_folds(data.index, cfg.k, cfg.split_seed)
-    roles = fold_roles(folds, cfg.fold, cfg.val_fraction, cfg.split_seed)
+    institutions = data.index.groupby("patient")["institution"].first().to_dict() if cfg.val_patients else None
+    roles = fold_roles(folds, cfg.fold, cfg.val_fraction, cfg.split_seed, cfg.val_patients, institutions)
     train_rows = data.rows(roles["train"])
-    model = LGGModel(cfg.arch, cfg.arch_kwargs).to(device)
+    model = LGGModel(cfg.arch, cfg.arch_kwargs)
+    if cfg.encoder_init:
+        init_encoder_from_classifier(model, cfg.encoder_init)
+    model = model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     task = model.task
@@ -265,7 +286,11 @@ def train(
     dataset = SliceDataset(data.images, data.masks, train_rows)
     augment_rng = torch.Generator().manual_seed(cfg.seed + rank)
     augment, crop = Augment(), cfg.crop if task == "segment" else None
-    sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else None
+    if cfg.balanced:
+        has_tumor = data.index["has_tumor"].to_numpy()[train_rows]
+        sampler = BalancedSampler(has_tumor, cfg.seed, rank, world)
+    else:
+        sampler = DistributedSampler(dataset, world, rank, seed=cfg.seed) if world > 1 else None
     shuffle_rng = torch.Generator()
     loader = DataLoader(
         dataset, cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
@@ -277,6 +302,7 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     budget = Budget(cfg.max_minutes)
+    cpu_start, cpu_before = time.process_time(), 0.0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps, budget))
     scaler = torch.amp.GradScaler(
         "cuda", enabled=device.type == "cuda" and cfg.mixed_precision and not torch.cuda.is_bf16_supported()
@@ -298,6 +324,7 @@ def train(
             start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
             best_state, log = state["best_model"], state["log"]
             budget.start = time.time() - state["elapsed"]
+            cpu_before = state.get("cpu_elapsed", 0.0)
         # Readable files whose content does not fit this run (edited, or written by other code): missing keys,
         # tensors of other shapes or types.
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -352,7 +379,7 @@ def train(
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
                     "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
-                    "log": log, "elapsed": budget.elapsed(),
+                    "log": log, "elapsed": budget.elapsed(), "cpu_elapsed": cpu_before + time.process_time() - cpu_start,
                 })
             stop = epoch - best_epoch >= cfg.patience or budget.spent()
         if world > 1:
@@ -370,7 +397,8 @@ def train(
         "split_file": "split.json", "dataset_hash": data.dataset_hash,
         "patients": {r: len(v) for r, v in roles.items()},
         "epochs_run": len(log), "best_epoch": best_epoch, "best_val_score": best_score,
-        "wall_time_s": round(budget.elapsed(), 1), "code_revision": code_revision(),
+        "wall_time_s": round(budget.elapsed(), 1), "code_revision": revision,
+        "cpu_time_s": round(cpu_before + time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
         "device": str(device), "world_size": world, "torch": torch.__version__,
     }
     split = {"folds": folds, "k": cfg.k, "seed": cfg.split_seed, "dataset_hash": data.dataset_hash, "roles": roles}

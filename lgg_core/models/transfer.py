@@ -1,0 +1,43 @@
+"""In-domain transfer: start a segmenter's encoder from a tumor classifier trained on the same patients.
+
+ImageNet weights need a download; where there is none, freezing an encoder's randomly initialised layers compares
+nothing. The project's own ResNet classifiers learn FLAIR features on the training patients, and torchvision's ResNet
+and smp's ResNet encoders share their layer names, so the classifier's backbone drops into the encoder as it is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
+from safetensors.torch import load_file
+
+from .hub_model import ArtifactError, LGGModel, check_artifact
+
+
+def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) -> int:
+    """Copy a classifier artifact's backbone into ``model``'s encoder; returns the number of tensors copied.
+
+    Every encoder tensor must come from the classifier with the same shape (its head is left out), so a ResNet-50
+    classifier fits a ResNet-50 encoder and nothing else.
+
+    Raises:
+        ArtifactError: the artifact is not a classifier, fails its checks, or does not cover the encoder.
+        ValueError: ``model`` has no encoder (not an smp segmenter).
+    """
+    config = check_artifact(classifier_dir)
+    if config.get("task") != "classify":
+        raise ArtifactError(f"{classifier_dir} is a {config.get('task')!r} model, not a classifier")
+    encoder = getattr(model.net, "encoder", None)
+    if encoder is None:
+        raise ValueError(f"{model.arch} has no encoder to initialise")
+    state = load_file(Path(classifier_dir) / SAFETENSORS_SINGLE_FILE)
+    backbone = {key.removeprefix("net."): t for key, t in state.items()}
+    target = encoder.state_dict()
+    missing = sorted(k for k in target if k not in backbone or backbone[k].shape != target[k].shape)
+    if missing:
+        raise ArtifactError(
+            f"{classifier_dir} ({config['arch']}) does not fit {model.arch}'s encoder: {len(missing)} tensors missing "
+            f"or of another shape, e.g. {missing[:3]}"
+        )
+    encoder.load_state_dict({k: backbone[k] for k in target})
+    return len(target)
