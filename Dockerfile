@@ -21,9 +21,11 @@ COPY --chown=user requirements.txt .
 RUN pip install --user -r requirements.txt
 
 COPY --chown=user . .
-# Serve the shipped models through ONNX Runtime: export each local catalog model beside its weights. The export
-# proves parity with PyTorch and fails the build otherwise; the .onnx files are derived, so git does not keep them.
-RUN python -m lgg_core.cli export-onnx --catalog
+# Export each local catalog model to ONNX beside its weights: the export proves parity with PyTorch and fails the
+# build otherwise; the .onnx files are derived, so git does not keep them. No timing here: the build machine's CPU is
+# not the Space's, and a serving.json measured on it would not hold there (the app would warn and fall back). To
+# serve the fastest path (e.g. int8), run `lgg export-onnx --catalog --data-dir <kaggle_3m>` on the serving host.
+RUN python -m lgg_core.cli export-onnx --catalog --no-measure
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -1,5 +1,5 @@
 """The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``,
-``lgg push``, ``lgg pull``, ``lgg export-onnx``.
+``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
 
 Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
 
@@ -8,8 +8,10 @@ Each subcommand is a ``cmd_<name>(args) -> int`` registered in :func:`build_pars
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.reader import DATA_DIR_ENV, DatasetError, read_metadata
@@ -95,6 +97,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assemble(args: argparse.Namespace) -> int:
+    """Write an ensemble or gated artifact that names its trained parts (no weights copied)."""
+    from lgg_core.models import ArtifactError
+    from lgg_core.serving.artifacts import write_reference
+
+    extra = {"threshold": args.threshold} if args.threshold is not None else {}
+    try:
+        out = write_reference(args.out, args.arch, args.parts, overwrite=args.overwrite, **extra)
+    except (ValueError, ArtifactError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}; evaluate it with `lgg evaluate {out}`")
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """Upload an artifact folder to a Hub model repo (created if needed) and print the commit."""
     from lgg_core.serving.hub import push
@@ -128,7 +145,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    """Export artifacts to model.onnx beside their weights, checking parity with PyTorch."""
+    """Export artifacts to model.onnx beside their weights, checking parity with PyTorch, then measure their CPU
+    serving paths on this host and record the fastest that keeps the held-out quality (serving.json)."""
+    from lgg_core.evaluation.serving_choice import choose_serving_path, record_table
+    from lgg_core.serving.cpu_paths import INT8_FILE, SERVING_FILE
     from lgg_core.serving.onnx_backend import export_artifact
 
     folders = list(args.artifacts)
@@ -136,16 +156,64 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         folders += [e.path for e in _catalog_entries(args.catalog or None, hub=False)]
     if not folders:
         raise ValueError("nothing to export: give artifact folders or --catalog with local entries")
+    # Without data only the fp32 paths can be chosen: bf16 and int8 must prove their held-out Dice first.
+    data = _load(args) if args.data_dir or os.environ.get(DATA_DIR_ENV) else None
     for folder in folders:
         print(f"wrote {export_artifact(folder)}")
+        if args.no_measure:
+            continue
+        record = choose_serving_path(folder, data)
+        if record["path"] == "onnxruntime-int8":
+            print(f"wrote {Path(folder) / INT8_FILE}")
+        print(f"wrote {Path(folder) / SERVING_FILE}")
+        chosen = record["candidates"][record["path"]]
+        print(f"{folder}: serving through {record['path']}, {chosen['ms']:.1f} ms/slice at batch 1 "
+              f"({chosen['ratio']:.2f}x PyTorch fp32, {record['threads']} thread(s))\n{record_table(record)}",
+              file=sys.stderr)
     return 0
 
 
+def cmd_quantize_weights(args: argparse.Namespace) -> int:
+    """Store artifacts' weights as int8 per channel where their held-out scores stay within the tolerance; returns 1
+    when any keeps its original weights."""
+    from lgg_core.evaluation.quantize import quantize_artifact
+    from lgg_core.models.hub_model import INT8_PER_CHANNEL, stored_quantization
+    from lgg_core.serving.device import retain_freed_memory
+
+    if args.out and len(args.artifacts) > 1:
+        raise ValueError("--out takes one artifact")
+    retain_freed_memory()
+    data = _load(args)
+    status = 0
+    for path in args.artifacts:
+        weights = Path(path) / "model.safetensors"
+        if weights.is_file() and stored_quantization(weights) == INT8_PER_CHANNEL:
+            print(f"{path}: already {INT8_PER_CHANNEL}, nothing to do")
+            continue
+        result = quantize_artifact(path, data, tolerance=args.tolerance, out=args.out, batch_size=args.batch_size)
+        scores = ", ".join(f"{name} {old:.4f} -> {new:.4f} ({new - old:+.4f})"
+                           for name, (old, new) in result.scores.items())
+        if result.accepted:
+            print(f"{result.path}: int8 per channel kept, {result.bytes[0]:,} -> {result.bytes[1]:,} bytes; "
+                  f"held-out {scores}, within {result.tolerance}; eval/ and the card describe the int8 weights")
+        else:
+            status = 1
+            print(f"{path}: original weights kept (unchanged): held-out {scores} moves by more than "
+                  f"{result.tolerance}")
+        if result.dropped:
+            print(f"  {', '.join(result.dropped)} (made from the old weights) left out: run `lgg export-onnx "
+                  f"{result.path}` again", file=sys.stderr)
+        if result.referrers:
+            print(f"  {', '.join(result.referrers)} use this model: evaluate them again (`lgg evaluate`)",
+                  file=sys.stderr)
+    return status
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Print markdown tables of every evaluated catalog model (the README's results tables), and with ``--pairs``
-    the pairwise tests of every two segmenters."""
+    """Print markdown tables of every evaluated catalog model (the README's results tables), of the post-processing
+    variants and gated pipelines with their CIs, and with ``--pairs`` the pairwise tests of every two segmenters."""
     from lgg_core.serving.records import read_eval, resolve_models
-    from lgg_core.evaluation.leaderboard import markdown_tables
+    from lgg_core.evaluation.leaderboard import all_rows, leaderboard, markdown_tables, variants_markdown
     from lgg_core.evaluation.stats import pairs_markdown
 
     records, problem = resolve_models(args.catalog)
@@ -159,6 +227,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         else:
             evaluated.append((record, tables))
     print(markdown_tables(evaluated))
+    if variants := variants_markdown(leaderboard(all_rows([(record, tables, None) for record, tables in evaluated]))):
+        print("\n" + variants)
     if args.pairs:
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
     return 0
@@ -196,6 +266,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(func=cmd_evaluate)
 
+    assemble = commands.add_parser(
+        "assemble", help="write an ensemble or gated artifact made of trained artifacts beside it (no weight copies)"
+    )
+    assemble.add_argument("arch", choices=["ensemble", "gated"])
+    assemble.add_argument("out", help="the new artifact folder, beside its parts")
+    assemble.add_argument("parts", nargs="+", help="ensemble: classifier folders; gated: classifier then segmenter")
+    assemble.add_argument("--threshold", type=float, help="gated: classifier probability that keeps a mask (0.5)")
+    assemble.add_argument("--overwrite", action="store_true", help="replace an evaluated artifact")
+    assemble.set_defaults(func=cmd_assemble)
+
+    quantize = commands.add_parser(
+        "quantize-weights", parents=[data_options],
+        help="store artifacts' weights as int8 per channel if their held-out scores do not move",
+        description="Evaluates each artifact on its test patients with its weights and with int8 per-channel "
+                    "weights (about half a float16 file) and keeps the int8 ones, with their eval/ tables and "
+                    "card, only when mean per-patient Dice (segmenters) or slice accuracy and AUROC "
+                    "(classifiers) stay within the tolerance; otherwise the artifact is left as it was (exit "
+                    "status 1). Both scores go to config.json (training.weights_quantization).")
+    quantize.add_argument("artifacts", nargs="+", help="artifact folders with their own weights")
+    quantize.add_argument("--tolerance", type=float, default=0.005,
+                          help="largest allowed change of each score (default: 0.005)")
+    quantize.add_argument("--out", help="write the int8 artifact to this new folder instead (one artifact)")
+    quantize.add_argument("--batch-size", type=int, default=16)
+    quantize.set_defaults(func=cmd_quantize_weights)
+
     board = commands.add_parser("leaderboard", help="markdown tables of the evaluated catalog models")
     board.add_argument("--catalog", help="catalog file (default: $LGG_CATALOG or models.toml)")
     board.add_argument("--pairs", action="store_true",
@@ -221,9 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--offline", action="store_true", help="use the cache only, never contact the Hub")
     pull.set_defaults(func=cmd_pull)
 
-    export = commands.add_parser("export-onnx", help="export artifacts to model.onnx (ONNX Runtime on CPU hosts)")
+    export = commands.add_parser(
+        "export-onnx", parents=[data_options],
+        help="export artifacts to model.onnx and record their fastest CPU path on this host (serving.json)",
+        description="Writes model.onnx (parity with PyTorch), then times PyTorch fp32/bf16 and ONNX Runtime "
+                    "fp32/int8 at batch 1 and records the fastest in serving.json. bf16 and int8 qualify only "
+                    "when the data (--data-dir or $LGG_DATA_DIR) holds the artifact's test patients and their "
+                    "held-out Dice stays within 0.005 of fp32; int8 is calibrated on its training patients.")
     export.add_argument("artifacts", nargs="*", help="artifact folders")
     export.add_argument("--catalog", nargs="?", const="", metavar="FILE", help=catalog_help.format("local"))
+    export.add_argument("--no-measure", action="store_true", help="only write model.onnx, no serving.json")
     export.set_defaults(func=cmd_export_onnx)
     return parser
 

@@ -8,8 +8,9 @@ from lgg_core.evaluation.metrics import slice_metrics
 from lgg_core.app.overlay import (COLOUR_MODES, GT_COLOR, PRED_COLOR, UNCERTAINTY_SCALE, VIEWS, HeatScale, channel_view,
                                   colorbar, disagreement, disagreement_scale, error_legend, error_overlay, overlay,
                                   scaled_heatmap)
-from lgg_core.app.state import (require_data, require_models, pick_models, pick_patient, pick_slice, segmenter_options,
-                                share, show_patient_roles, slice_probs, slice_uncertainty)
+from lgg_core.app.state import (open_slice, prediction_problem, require_data, require_models, pick_models, pick_patient,
+                                pick_slice, segmenter_options, show_patient_roles, slice_gate, slice_probs,
+                                slice_uncertainty, stored_only)
 
 Panel = tuple[str, np.ndarray, HeatScale | None]
 
@@ -46,6 +47,10 @@ if len(chosen) < 2 and len(options) >= 2:
     st.info("Pick at least two models to compare.")
     st.stop()
 show_patient_roles(patient, chosen)
+problems = {n: p for n in chosen if (p := prediction_problem(n, data, patient))}
+for problem in problems.values():
+    st.warning(problem)
+chosen = [n for n in chosen if n not in problems]
 
 image, truth = data.images[row], data.masks[row]
 base = channel_view(image, view)
@@ -62,7 +67,9 @@ for name, pred in preds.items():
     m = slice_metrics(pred, truth)
     hd95 = "–" if m["hd95"] != m["hd95"] else f"{m['hd95']:.1f} px"
     picture = error_overlay(base, pred, truth, mode, alpha) if errors else overlay(base, pred, PRED_COLOR, mode, alpha)
-    panels.append((f"{name} · Dice {m['dice']:.3f} · HD95 {hd95}", picture, None))
+    gate = slice_gate(name, data, row)  # a gated pipeline says why its mask is there or not
+    panels.append((f"{name} · Dice {m['dice']:.3f} · HD95 {hd95}" + (f" · {gate.describe(0)}" if gate else ""),
+                   picture, None))
 split = disagreement_scale(len(preds))
 panels.append((f"Disagreement: {split.name}", scaled_heatmap(base, disagreement(list(preds.values())), split, alpha),
                split))
@@ -75,12 +82,13 @@ if uncertain:
                f"image. 0: the two agree; top colour: {top:g} or more, their probabilities {2 * top ** 0.5:g} or more "
                "apart (0.25 at most: one says tumor, the other background). The number is its mean over the pixels "
                "either view calls tumor.")
+    if without := [name for name in chosen if name in stored_only()]:
+        st.caption(f"No uncertainty for {', '.join(without)}: it needs the weights, which are not bundled.")
     with st.spinner("Predicting mirrored slices…"):
-        maps = {name: slice_uncertainty(name, data, row) for name in chosen}
+        maps = {name: slice_uncertainty(name, data, row) for name in chosen if name not in stored_only()}
     show([(f"{name} · {UNCERTAINTY_SCALE.name} · tumor-region mean {u.slice[0]:.4f}",
            scaled_heatmap(base, u.pixel[0], UNCERTAINTY_SCALE, alpha), UNCERTAINTY_SCALE) for name, u in maps.items()],
          "uncertainty")
 
 if st.button("Explain this slice"):
-    share(patient=patient, slice=number)
-    st.switch_page("pages/explain.py")
+    open_slice("pages/explain.py", patient, number)

@@ -1,23 +1,26 @@
 """Failure cases: false positives, false negatives and worst-Dice slices per model and for the gated pipeline."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
-from lgg_core.serving.records import GATED_PREFIX, row_of
+from lgg_core.serving.records import GATED_PREFIX, Gate, row_of
 from lgg_core.evaluation.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
 from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
-from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, slice_probs,
-                                usable)
+from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, shown_segmenters,
+                                slice_probs, stored_only)
 
 st.title("Failure cases")
 st.caption("From each model's evaluation on its held-out patients (`eval/slices.csv`, no post-processing). The gated "
            "pipeline's table is derived from its classifier's and segmenter's tables.")
 
+ONLY_LOADED = "Only slices in the loaded data"
+
 
 def evaluated_tables() -> dict:
     """Raw per-slice tables of evaluated segmenters and of gated pipelines whose parts are both evaluated."""
     tables = {}
-    for name, record in usable("segment").items():
+    for name, record in shown_segmenters().items():
         t, _ = eval_tables(record)
         if t is not None:
             tables[name] = raw_slices(t.slices)
@@ -36,25 +39,41 @@ if not tables:
 # Selections live in session state of their own: Streamlit drops a widget's state while another page is shown.
 left, right = st.columns([2, 1])
 name = left.selectbox("Model or pipeline", list(tables), index=remembered_index("failure_model", list(tables)))
-found = counts(tables[name])
-kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({found[k]})",
+data = dataset()
+loaded = data.patients if data is not None else []
+found, held = counts(tables[name]), counts(tables[name], loaded)
+# On by default only where it hides something; a choice the user made is kept instead.
+default = st.session_state.get("failure_loaded_only", found != held)
+only_loaded = left.toggle(ONLY_LOADED, value=default,
+                          help="Leave out cases whose patient is not in the data folder set in the sidebar: those "
+                               "can show their metrics only, no image")
+if only_loaded != default:
+    st.session_state["failure_loaded_only"] = only_loaded
+listed = held if only_loaded else found
+kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({listed[k]})",
                    index=remembered_index("failure_kind", list(KINDS)))
 limit = right.slider("Show", 4, 48, st.session_state.get("failure_limit", 12), 4)
 st.session_state.update(failure_model=name, failure_kind=kind, failure_limit=limit)
 st.caption(KINDS[kind])
-cases = failure_cases(tables[name], kind, limit)
+if only_loaded and (hidden := found[kind] - held[kind]):
+    st.caption(f"{hidden} of the {found[kind]} {kind} of {name} are on patients not in the loaded data folder and "
+               f"are left out: turn off *{ONLY_LOADED}* to list them with their metrics, or point the sidebar at a "
+               "full kaggle_3m copy.")
+cases = failure_cases(tables[name], kind, limit, patients=loaded if only_loaded else None)
 if cases.empty:
-    st.success(f"No {kind} for {name}.")
+    if found[kind]:
+        st.info(f"None of the {kind} of {name} is on a patient of the loaded data folder.")
+    else:
+        st.success(f"No {kind} for {name}.")
     st.stop()
 
-data = dataset()
-missing = sorted(set(cases["patient"]) - set(data.patients if data is not None else []))
+missing = sorted(set(cases["patient"]) - set(loaded))
 if missing:
     st.info(f"{len(missing)} patient(s) of these cases are not in the loaded data folder, so their slices show "
-            "metrics only; point the sidebar at a full kaggle_3m copy to see them.")
+            f"metrics only: turn on *{ONLY_LOADED}*, or point the sidebar at a full kaggle_3m copy to see them.")
 # Compare needs two models: the failing one next to its gated segmenter, or the catalog's best other segmenter.
 partner = (gated_options()[name][1].name if name.startswith(GATED_PREFIX)
-           else next((m for m in usable("segment") if m != name), None))
+           else next((m for m in shown_segmenters() if m != name), None))
 models = [name, *([partner] if partner else [])]
 columns = st.columns(4)
 for i, case in cases.iterrows():
@@ -62,6 +81,8 @@ for i, case in cases.iterrows():
     with columns[i % 4].container(border=True):
         st.markdown(f"**{case['patient']}** · slice {case['slice']}  \nDice {case['dice']:.3f} · "
                     f"FP {case['fp']} px · FN {case['fn']} px")
+        if "gate_prob" in case:  # a gated pipeline: why its mask is there or not, at gated_slices' threshold
+            st.caption(Gate(gated_options()[name][0].name, np.array([case["gate_prob"]]), 0.5).describe(0))
         row = row_of(data, case["patient"], int(case["slice"])) if data is not None else None
         if row is not None:
             base = channel_view(data.images[row])
@@ -71,5 +92,6 @@ for i, case in cases.iterrows():
             a, b = st.columns(2)
             if a.button("Compare", key=f"cmp{i}"):
                 open_slice("pages/compare.py", case["patient"], int(case["slice"]), models)
-            if b.button("Explain", key=f"exp{i}"):
+            # Grad-CAM needs the weights; a model shown from its stored masks has none here.
+            if name not in stored_only() and b.button("Explain", key=f"exp{i}"):
                 open_slice("pages/explain.py", case["patient"], int(case["slice"]), models)

@@ -1,61 +1,88 @@
-"""Leaderboard: every catalog model with its held-out metrics, the comparison figures, and paired tests between
-segmenters with the patients where two of them differ most."""
+"""Leaderboard: every catalog model, its post-processing variants and the gated pipelines with their held-out
+metrics and shared latency, the comparison figures, per-institution results, and paired tests between segmenters
+with the patients where two of them differ most."""
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 import streamlit as st
 
+from lgg_core.app import latency
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
-from lgg_core.app.state import dataset, eval_tables, model, open_slice, records, show_model_problems
+from lgg_core.app.state import dataset, eval_tables, open_slice, records, show_model_problems
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
            "volume Dice averaged over patients, with a 95% bootstrap CI over patients; tumor-slice metrics average "
-           "slices with tumor; HD95 and ASSD are in pixels. Click a column header to sort.")
+           "slices with tumor; HD95 and ASSD are in pixels. Post-processing variants and gated pipelines are scored "
+           "on the same patients. Click a column header to sort; hover it for what it measures.")
 show_model_problems()
 
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def board(items: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns)."""
+    return lb.leaderboard(lb.all_rows(items)), lb.entry_patients(items)
+
+
 recs, _ = records()
-rows, evals = [], {}
-for record in recs:
-    tables, problem = eval_tables(record) if record.ok else (None, record.problem)
-    rows.append(lb.leaderboard_row(record, tables, problem))
-    if tables is not None:
-        evals[record.name] = tables
-if not rows:
+items = [(record, *(eval_tables(record) if record.ok else (None, record.problem))) for record in recs]
+if not items:
     st.info("The model catalog is empty: add `[[model]]` entries to models.toml (or $LGG_CATALOG).")
     st.stop()
+full, per_entry = board(items)
+measured = latency.latencies()
+left, right = st.columns(2)
+table = lb.select_rows(
+    lb.with_latency(full, measured),
+    variants=left.toggle("Post-processing variants", value=True,
+                         help="Each segmenter's masks reduced to their largest 3D component per patient, and "
+                              "averaged with the horizontally flipped slice's (flip TTA)"),
+    gated=right.toggle("Gated pipelines", value=True,
+                       help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
+                            "models' slice tables"))
+st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=list(lb.LABELS), column_config={
+    column: st.column_config.Column(label, help=lb.HELP.get(column), width=lb.WIDTHS.get(column),
+                                    pinned=True if column == "model" else None)
+    for column, label in lb.LABELS.items()})
 
-table = lb.leaderboard(rows)
-latency = st.session_state.setdefault("latency_ms", {})
-table["cpu_latency_ms"] = table["model"].map(latency)
-st.dataframe(table, hide_index=True, column_config={
-    "params": st.column_config.NumberColumn("params", format="localized"),
-    **{c: st.column_config.NumberColumn(c, format="%.3f") for c in
-       ("patient_dice", "tumor_slice_dice", "iou", "accuracy", "auroc")},
-    **{c: st.column_config.NumberColumn(c + " (px)", format="%.1f") for c in ("hd95", "assd")},
-    "cpu_latency_ms": st.column_config.NumberColumn("CPU ms/slice", format="%.0f"),
-})
-
-loadable = [r for r in recs if r.ok]
-if loadable and st.button("Measure CPU latency", help="One 256² slice per forward pass, median of 5, on this host's CPU"):
-    with st.spinner("Timing each model on the CPU…"):
-        for record in loadable:
-            latency[record.name] = lb.cpu_latency_ms(model(record), record.input_size)
+timed = table.dropna(subset=["latency_ms"])
+if st.button("Measure latency", help="Times every model this server can run, with the backend it serves each "
+                                     "through; the result is shown to every visitor"):
+    with st.spinner("Timing each model on one slice…"):
+        latency.measure_all()
     st.rerun()
+last = max((m.measured_at for m in measured.values()), default=None)
+st.caption(f"Latency: one 256² slice per call, median of {latency.REPEATS} after a warm-up, timed on this server "
+           "with the backend each model is served through (column *Timed on*), and shared by every session. "
+           + (f"{len(timed)} of {len(table)} rows timed, last at {time.strftime('%H:%M', time.localtime(last))} "
+              "(server time)." if len(timed) else "Not measured yet."))
 
+evals = {record.name: tables for record, tables, _ in items if tables is not None}
 per_patient = stats.patient_dice(evals)
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
 left, right = st.columns(2)
 left.plotly_chart(lb.dice_distribution_figure(per_patient))
-right.plotly_chart(lb.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95 (px)"))
+right.plotly_chart(lb.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
 left.plotly_chart(lb.scatter_figure(table, "params", "patient_dice", "Quality vs parameters", log_x=True))
-if table["cpu_latency_ms"].notna().any():
-    right.plotly_chart(lb.scatter_figure(table, "cpu_latency_ms", "patient_dice", "Quality vs CPU latency (ms/slice)"))
+if len(timed):
+    right.plotly_chart(lb.scatter_figure(table, "latency_ms", "patient_dice", "Quality vs latency"))
 else:
-    right.info("Press **Measure CPU latency** to plot quality against CPU latency.")
-st.plotly_chart(lb.institution_figure(lb.institution_breakdown(per_patient)))
+    right.info("Press **Measure latency** to plot quality against latency.")
+
+st.subheader("Per institution")
+shown = per_entry[per_entry["model"].isin(table["model"])]
+everything = "all rows shown above"
+choice = st.selectbox("Results for", [everything, *table.loc[table["model"].isin(shown["model"]), "model"]])
+breakdown = lb.institution_breakdown(shown if choice == everything else shown[shown["model"] == choice])
+st.dataframe(lb.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
+st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
+           "patients (none for a single patient). Few patients per institution make wide intervals.")
+st.plotly_chart(lb.institution_figure(breakdown))
 
 st.subheader("Decide between two models")
 pairs = stats.pairwise(per_patient)

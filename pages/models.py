@@ -1,11 +1,12 @@
-"""Models: the model cards, training curves, split and data hash of every catalog entry."""
+"""Models: the model cards, training curves, calibration, split and data hash of every catalog entry."""
 from __future__ import annotations
 
 import streamlit as st
 
 from lgg_core.app.figures import training_curves, validation_metric
-from lgg_core.app.state import records
-from lgg_core.serving.records import REPO_ROOT, read_card, read_epochs, read_split
+from lgg_core.app.state import eval_tables, records
+from lgg_core.evaluation.calibration import LEVEL_NAMES, calibration_caption, calibration_metrics, reliability_figure
+from lgg_core.serving.records import REPO_ROOT, read_card, read_epochs, read_split, weights_problem
 
 st.title("Model cards")
 recs, problem = records()
@@ -20,13 +21,19 @@ if not record.ok:
     st.warning(f"**{record.name}** is not available: {record.problem}")
     st.stop()
 
+if problem := weights_problem(record):
+    st.info(problem + " Its evaluation record (card, curves, tables, stored test masks) is shown everywhere; "
+            "Explain and Upload need the weights.")
 training = record.config.get("training", {})
 split = read_split(record) or {}
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Architecture", record.config["arch"])
 c2.metric("Parameters", f"{record.config.get('params', 0):,}")
 c3.metric("Fold", f"{training.get('fold', '?')} of {training.get('k', '?')}")
-c4.metric("Epochs (best)", f"{training.get('epochs_run', '?')} ({training.get('best_epoch', '?')})")
+if "parts" in training:  # assembled by `lgg assemble` from trained artifacts: it has no training of its own
+    c4.metric("Made of", ", ".join(training["parts"]))
+else:
+    c4.metric("Epochs (best)", f"{training.get('epochs_run', '?')} ({training.get('best_epoch', '?')})")
 roles = split.get("roles", {})
 st.markdown(
     f"**Task:** {record.task} · **input size:** {record.input_size or 256}² · "
@@ -41,6 +48,21 @@ else:
     st.caption(f"Early stopping and the kept epoch follow the {validation_metric(epochs)}.")
     with st.expander("Held-out test patients"):
         st.write(", ".join(sorted(roles.get("test", []))) or "unknown")
+
+st.subheader("Calibration on the held-out slices")
+tables, why_not = eval_tables(record)
+if tables is None:
+    st.info(why_not)
+elif tables.calibration is None:
+    st.info(f"This evaluation predates calibration: run `lgg evaluate {record.path}` to compute it.")
+else:
+    levels = tables.calibration["levels"]
+    for column, (name, level) in zip(st.columns(len(levels)), levels.items()):
+        column.plotly_chart(reliability_figure(level, LEVEL_NAMES.get(name, name)))
+    scores = calibration_metrics(tables.calibration)
+    for column, (label, value, details) in zip(st.columns(len(scores)), scores):
+        column.metric(label, value, help=details)
+    st.caption(calibration_caption(tables.calibration))
 
 card = read_card(record)
 if card:

@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from lgg_core.evaluation.metrics import batch_slice_metrics
+from lgg_core.evaluation.metrics import batch_slice_metrics, volume_dice
 from lgg_core.explain.uncertainty import uncertainty_vs_dice
+from lgg_core.serving.records import patient_role
+from lgg_core.app.figures import slice_strip
 from lgg_core.app.overlay import (COLOUR_MODES, GT_COLOR, PRED_COLOR, UNCERTAINTY_SCALE, VIEWS, channel_view, colorbar,
-                                  error_legend, error_overlay, overlay, scaled_heatmap)
-from lgg_core.app.state import (require_data, require_models, patient_probs, patient_uncertainty, pick_patient,
-                                pick_slice, segmenter_options, show_patient_roles)
+                                  error_legend, error_overlay, overlay, scaled_heatmap, window)
+from lgg_core.app.state import (ROLE_WORDS, require_data, require_models, patient_gate, patient_probs,
+                                patient_uncertainty, pick_patient, pick_slice, prediction_problem, segmenter_options,
+                                show_patient_roles, shown_segmenters, slice_chart, stored_only)
 
 st.title("Patient viewer")
 data = require_data()
@@ -28,32 +32,54 @@ with right:
     mode = st.radio("Overlay", ["contour", "fill"], horizontal=True)
     colours = st.radio("Colours", COLOUR_MODES, horizontal=True,
                        help="TP / FP / FN: the prediction against the ground truth, colour-blind safe (Okabe–Ito)")
+    low, high = st.slider("Brightness / contrast", 0, 255, (0, 255),
+                          help="Display window: intensities below the left end show black, above the right end "
+                               "white. Narrow it (e.g. 0–120) to see a dark scan. Display only: the models always "
+                               "see the original intensities.")
     uncertain = st.toggle("TTA uncertainty", help="How much the tumor probability changes when each slice is "
                           "mirrored, and whether that flags the badly segmented slices: one more forward pass a slice")
 show_patient_roles(patient, [name])
+if problem := prediction_problem(name, data, patient):
+    st.warning(problem + " Pick one of its test patients or another model.")
+    st.stop()
+if uncertain and name in stored_only():
+    st.caption(f"No TTA uncertainty for {name}: it needs the weights, which are not bundled.")
+    uncertain = False
 
 rows = data.rows([patient])
+truths = data.masks[rows]
 with st.spinner(f"Predicting {len(rows)} slices with {name}…"):
     preds = patient_probs(name, data, patient) > 0.5
-table = batch_slice_metrics(preds, data.masks[rows])
+gate = patient_gate(name, data, patient)
+table = batch_slice_metrics(preds, truths)
 table["slice"] = data.index["slice"].to_numpy()[rows]
-table["tumor"] = table["true_tumor"].map({True: "tumor", False: "no tumor"})
 if uncertain:
     with st.spinner(f"Predicting {len(rows)} mirrored slices with {name}…"):
         tta = patient_uncertainty(name, data, patient)
     table["uncertainty"] = tta.slice
 
+score, everyone = st.columns([1, 2])
+score.metric(f"Volume Dice, {name}", f"{volume_dice(preds, truths):.3f}",
+             help=f"3D Dice over the {len(rows)} slices of {patient} in the loaded data: all tumor pixels of the "
+                  "volume at once, as Buda et al. report it")
+if everyone.toggle("Volume Dice of every segmenter", help="Predicts this patient with each segmenter: one pass "
+                   "over its slices per model, kept for the next visit"):
+    segmenters = {n: r for n, r in shown_segmenters().items() if not prediction_problem(n, data, patient)}
+    names = [*segmenters, *([name] if name not in segmenters else [])]
+    with st.spinner(f"Predicting {patient} with {len(names)} models…"):
+        dice = [volume_dice(patient_probs(n, data, patient) > 0.5, truths) for n in names]
+    roles = [ROLE_WORDS[patient_role(segmenters[n], patient)] if n in segmenters else "–" for n in names]
+    everyone.dataframe(pd.DataFrame({"model": names, "volume Dice": dice, f"{patient} was a": roles})
+                       .sort_values("volume Dice", ascending=False), hide_index=True,
+                       column_config={"volume Dice": st.column_config.NumberColumn(format="%.3f")})
+
 with left:
     number, row = pick_slice(data, patient)
 hover = ["fp", "fn", "hd95"] + (["uncertainty"] if uncertain else [])
-strip = px.bar(table, x="slice", y="dice", color="tumor", hover_data=hover, height=220,
-               title=f"Per-slice Dice along the volume ({name})",
-               color_discrete_map={"tumor": "#e0533d", "no tumor": "#6c8ebf"})
-strip.add_vline(x=number, line_dash="dash")
-st.plotly_chart(strip.update_yaxes(range=[0, 1.05]))
+slice_chart(slice_strip(table, number, f"Per-slice Dice along the volume ({name})", hover, gate), key="strip")
 
 position = int((rows == row).nonzero()[0][0])
-base = channel_view(data.images[row], view)
+base = window(channel_view(data.images[row], view), low, high)
 errors = colours == COLOUR_MODES[1]
 if errors:
     picture = error_overlay(base, preds[position], data.masks[row], mode, 0.4)
@@ -62,8 +88,11 @@ else:
     picture = overlay(overlay(base, data.masks[row], GT_COLOR, mode, 0.4), preds[position], PRED_COLOR, mode, 0.4)
     legend = f"green = ground truth, red = {name}"
 m = table.iloc[position]
+verdict = f" · {gate.describe(position)}" if gate else ""
+windowed = f" · shown with intensities {low}–{high} stretched (display only)" if (low, high) != (0, 255) else ""
 shown, heat = st.columns(2) if uncertain else (st.container(), None)
-shown.image(picture, caption=f"{patient}, slice {number}: {legend} · Dice {m['dice']:.3f}", width=512)
+shown.image(picture, caption=f"{patient}, slice {number}: {legend} · Dice {m['dice']:.3f}{verdict}{windowed}",
+            width=512)
 if errors:
     shown.markdown(error_legend())
 if uncertain:

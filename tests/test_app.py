@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from streamlit.testing.v1 import AppTest
@@ -31,6 +33,19 @@ def texts(elements) -> str:
     return " ".join(str(e.value) for e in elements)
 
 
+def open_without_the_held_out_patient(page: str, tmp_path: Path) -> AppTest:
+    """``page`` with the sidebar's data folder set to one demo patient that is not the tiny zoo's test patient."""
+    import shutil
+
+    from lgg_core.serving.records import DEMO_DIR
+
+    folder = next((DEMO_DIR / "kaggle_3m").glob("TCGA_CS_4944_*"))
+    shutil.copytree(folder, tmp_path / "kaggle_3m" / folder.name)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input[0].set_value(str(tmp_path / "kaggle_3m")).run()  # the sidebar setting
+    return at.switch_page(f"pages/{page}.py").run()
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders(page: str) -> None:
     at = open_page(page)
@@ -42,18 +57,131 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     at = open_page("leaderboard")
     assert_clean(at)
     table = at.dataframe[0].value
-    assert set(table["model"]) == {"cnn-encdec", "unet-mini", "resnet18", "not-evaluated", "not-trained-yet",
-                                   "from-the-hub"}
+    assert set(table.query("kind == 'model'")["model"]) == {"cnn-encdec", "unet-mini", "resnet18", "not-evaluated",
+                                                            "not-trained-yet", "from-the-hub"}
     status = table.set_index("model")["status"]
     assert status["cnn-encdec"] == "evaluated"
     assert "not been evaluated" in status["not-evaluated"]
     assert "does not exist" in status["not-trained-yet"]
     assert "Hub" in status["from-the-hub"]
     assert table.set_index("model").loc["cnn-encdec", "patient_dice"] >= 0
-    at.button[0].click().run()  # measure CPU latency
+    next(b for b in at.button if b.label == "Measure latency").click().run()
     assert_clean(at)
-    assert at.dataframe[0].value.set_index("model")["cpu_latency_ms"]["unet-mini"] > 0
+    assert at.dataframe[0].value.set_index("model")["latency_ms"]["unet-mini"] > 0
     assert len(at.get("plotly_chart")) == 6  # five figures and the pairwise matrix
+
+
+def shown_cells(frame) -> pd.DataFrame:
+    """The text a dataframe element shows in each cell (its Styler display values), indexed by model."""
+    from streamlit import dataframe_util
+
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(
+        frame.proto.arrow_data.styler.display_values).set_index("model")
+
+
+def eval_json(catalog: Path, name: str) -> dict:
+    import json
+
+    return json.loads((catalog.parent / name / "eval" / "summary.json").read_text())
+
+
+def test_leaderboard_lists_variants_and_gated_pipelines_with_readable_cells(app_env: Path) -> None:
+    import json
+
+    at = open_page("leaderboard")
+    assert_clean(at)
+    frame = at.dataframe[0]
+    table = frame.value.set_index("model")
+    lcc = eval_json(app_env, "unet-mini")["variants"]["lcc"]
+    assert table.loc["unet-mini + largest component", "patient_dice"] == pytest.approx(lcc["patient_dice"])
+    assert table.loc["unet-mini + flip TTA", "kind"] == "post-processing"
+    assert table.loc["gated: resnet18 → unet-mini", "kind"] == "gated pipeline"
+    # The gated pipeline's Dice follows from the two models' slice tables.
+    cls, seg = (pd.read_csv(app_env.parent / name / "eval" / "slices.csv") for name in ("resnet18", "unet-mini"))
+    raw = seg[seg["variant"] == "raw"].merge(cls[["patient", "slice", "prob"]], on=["patient", "slice"])
+    kept = raw.assign(tp=raw["tp"].where(raw["prob"] >= 0.5, 0), fp=raw["fp"].where(raw["prob"] >= 0.5, 0),
+                      fn=(raw["tp"] + raw["fn"]).where(raw["prob"] < 0.5, raw["fn"])).sum()
+    dice = 2 * kept["tp"] / (2 * kept["tp"] + kept["fp"] + kept["fn"])  # one held-out patient
+    assert table.loc["gated: resnet18 → unet-mini", "patient_dice"] == pytest.approx(dice)
+
+    cells = shown_cells(frame)
+    raw_summary = eval_json(app_env, "unet-mini")["variants"]["raw"]
+    assert cells.loc["unet-mini", "patient_dice"] == f"{raw_summary['patient_dice']:.3f}"  # one patient: no CI
+    assert cells.loc["unet-mini", "hd95"] == f"{raw_summary['hd95']:.1f}"
+    assert (cells.loc["not-trained-yet", ["patient_dice", "hd95", "params", "fold"]] == "–").all()
+    assert cells.loc["resnet18", "hd95"] == "–" and cells.loc["resnet18", "auroc"] != "–"
+    columns = json.loads(frame.proto.columns)
+    assert columns["hd95"]["label"] == "HD95 (px)" and columns["patient_dice"]["label"] == "Per-patient Dice (95% CI)"
+    assert columns["latency_ms"]["label"] == "Latency (ms/slice)" and columns["model"]["pinned"] is True
+    order = list(frame.proto.column_order)
+    assert order.index("latency_ms") <= 2 and order.index("timed_on") <= 3 and order[-1] == "status"
+    assert "base" not in order and "patient_dice_low" not in order
+
+    next(t for t in at.toggle if t.label == "Post-processing variants").set_value(False).run()
+    assert_clean(at)
+    models = set(at.dataframe[0].value["model"])
+    assert not any(" + " in m for m in models) and "gated: resnet18 → cnn-encdec" in models
+    next(t for t in at.toggle if t.label == "Gated pipelines").set_value(False).run()
+    assert not any(m.startswith("gated: ") for m in at.dataframe[0].value["model"])
+
+
+def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_sessions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from lgg_core.app import latency, state
+
+    class ServedPredictor:
+        """Stands in for what state.predictor serves, as if the int8 ONNX Runtime path had been chosen."""
+
+        backend, precision = "onnxruntime", "int8"
+        calls: list[bool] = []
+
+        def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
+            self.calls.append(tta)
+            return np.zeros((len(images), *images.shape[1:3]), np.float32)
+
+    monkeypatch.setattr(state, "predictor", lambda record: ServedPredictor())
+    latency.store.clear()
+    first = open_page("leaderboard")
+    assert first.dataframe[0].value["latency_ms"].isna().all()
+    assert "Not measured yet." in texts(first.caption)
+    next(b for b in first.button if b.label == "Measure latency").click().run()
+    assert_clean(first)
+    # Three runnable segmenters (raw, largest component, flip TTA) and a classifier, each 1 warm-up + 5 timed calls.
+    assert len(ServedPredictor.calls) == (3 * 3 + 1) * 6 and sum(ServedPredictor.calls) == 3 * 6
+    timed = first.dataframe[0].value.set_index("model")
+    assert timed.loc["unet-mini", "timed_on"] == "ONNX Runtime int8 · CPU" and timed.loc["unet-mini", "latency_ms"] > 0
+    assert timed.loc["unet-mini + flip TTA", "timed_on"] == "ONNX Runtime int8 · CPU"
+    assert timed.loc["gated: resnet18 → unet-mini", "timed_on"] == "PyTorch fp32 · CPU"  # the gate runs torch parts
+    assert np.isnan(timed.loc["not-trained-yet", "latency_ms"])
+    x_titles = [json.loads(chart.proto.spec)["layout"]["xaxis"]["title"]["text"] for chart in first.get("plotly_chart")
+                if "xaxis" in json.loads(chart.proto.spec)["layout"]]
+    assert "Latency (ms/slice)" in x_titles
+
+    second = open_page("leaderboard")  # another visitor: nothing clicked, the same numbers
+    assert_clean(second)
+    again = second.dataframe[0].value.set_index("model")
+    measured = timed["latency_ms"].dropna()
+    assert again.loc[measured.index, "latency_ms"].tolist() == measured.tolist()
+    assert len(ServedPredictor.calls) == 60  # reading the store measures nothing
+
+
+def test_leaderboard_per_institution_table_for_a_chosen_model(app_env: Path) -> None:
+    at = open_page("leaderboard")
+    assert_clean(at)
+    results_for = next(s for s in at.selectbox if s.label == "Results for")
+    institutions = at.dataframe[1].value
+    segmenter_rows = at.dataframe[0].value.query("task == 'segment' and patient_dice.notna()")
+    assert len(institutions) == len(segmenter_rows)  # every row, one institution (HT) in the tiny zoo's test set
+    results_for.set_value("unet-mini + largest component").run()
+    assert_clean(at)
+    patients = pd.read_csv(app_env.parent / "unet-mini" / "eval" / "patients.csv")
+    lcc = patients[patients["variant"] == "lcc"]
+    assert at.dataframe[1].value.to_dict("records") == [{
+        "Institution": lcc["institution"].iloc[0], "Model": "unet-mini + largest component", "Patients (n)": 1,
+        "Per-patient Dice (95% CI)": f"{lcc['dice'].iloc[0]:.3f}"}]
+    assert "Per institution" in [h.value for h in at.subheader]
 
 
 def test_compare_shows_each_model_with_metrics_and_shares_the_view() -> None:
@@ -77,6 +205,17 @@ def test_compare_opens_the_slice_from_the_url() -> None:
     assert at.selectbox[0].value == "TCGA_HT_7855"
     assert at.select_slider[0].value == 12
     assert at.multiselect[0].value == ["cnn-encdec", "unet-mini"]
+
+
+def test_compare_explain_button_opens_that_slice_with_the_url_set_at_once() -> None:
+    at = open_page("compare", {"patient": "TCGA_HT_7855", "slice": "12", "models": "unet-mini,cnn-encdec"})
+    next(b for b in at.button if b.label == "Explain this slice").click().run()
+    assert_clean(at)
+    assert at.title[0].value == "Explain a prediction"
+    assert (at.selectbox[0].value, at.select_slider[0].value) == ("TCGA_HT_7855", 12)
+    assert next(s for s in at.selectbox if s.label == "Model").value == "unet-mini"
+    # Carried by the switch itself (one browser-history entry, so Back returns to Compare in one press).
+    assert dict(at.query_params) == {"patient": "TCGA_HT_7855", "slice": "12", "models": "unet-mini,cnn-encdec"}
 
 
 @pytest.mark.parametrize("model", ["resnet18", "unet-mini"])
@@ -111,6 +250,7 @@ def test_failures_gallery_opens_compare() -> None:
     assert_clean(at)
     options = at.selectbox[0].options
     assert "cnn-encdec" in options and "gated: resnet18 → cnn-encdec" in options
+    assert not at.toggle[0].value  # every case's patient is loaded: nothing to leave out
     for kind in at.radio[0].options:
         at.radio[0].set_value(kind).run()
         assert_clean(at)
@@ -122,6 +262,24 @@ def test_failures_gallery_opens_compare() -> None:
     assert at.multiselect[0].value == ["cnn-encdec", "unet-mini"]  # the failing model next to the best other one
     assert "Pick at least two" not in texts(at.info) and any("cnn-encdec · Dice" in c for i in at.get("image")
                                                            for c in i.captions)
+
+
+def test_failure_gallery_leaves_out_patients_missing_from_the_data_and_says_how_many(tmp_path: Path) -> None:
+    at = open_without_the_held_out_patient("failures", tmp_path)
+    assert_clean(at)
+    only = next(t for t in at.toggle if t.label == "Only slices in the loaded data")
+    assert only.value  # on: every case of the tiny zoo is on its held-out patient, which this folder lacks
+    assert at.radio[0].options[0] == "false positives (0)"  # counts of the loaded patients' slices
+    assert re.search(r"(\d+) of the \1 false positives of cnn-encdec are on patients not in the loaded data",
+                     texts(at.caption))
+    assert "None of the false positives of cnn-encdec" in texts(at.info)
+    assert not at.get("image") and not [b for b in at.button if b.label == "Compare"]
+    only.set_value(False).run()
+    assert_clean(at)
+    assert "show metrics only" in texts(at.info) and "TCGA_HT_7855" in texts(at.markdown)
+    at.switch_page("pages/leaderboard.py").run()
+    at.switch_page("pages/failures.py").run()
+    assert not next(t for t in at.toggle if t.label == "Only slices in the loaded data").value  # the choice is kept
 
 
 def test_failure_selections_survive_a_trip_to_another_page() -> None:
@@ -168,7 +326,7 @@ def test_models_page_shows_card_curves_and_missing_models() -> None:
     at = open_page("models")
     assert_clean(at)
     assert at.metric[0].value == "cnn-encdec"
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 3  # training curves, pixel and slice reliability diagrams
     at.selectbox[0].set_value("not-trained-yet").run()
     assert_clean(at)
     assert "does not exist" in texts(at.warning)
@@ -285,16 +443,37 @@ def test_patient_viewer_errors_mode_and_uncertainty_against_dice() -> None:
 
 
 def test_leaderboard_pair_does_not_link_a_patient_missing_from_the_data(tmp_path: Path) -> None:
-    import shutil
-
-    from lgg_core.serving.records import DEMO_DIR
-
-    folder = next((DEMO_DIR / "kaggle_3m").glob("TCGA_CS_4944_*"))  # not the tiny zoo's held-out patient
-    shutil.copytree(folder, tmp_path / "kaggle_3m" / folder.name)
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.text_input[0].set_value(str(tmp_path / "kaggle_3m")).run()  # the sidebar setting
-    at.switch_page("pages/leaderboard.py").run()
+    at = open_without_the_held_out_patient("leaderboard", tmp_path)
     assert_clean(at)
     compare = next(button for button in at.button if button.label.startswith("Compare slice"))
     assert compare.disabled
     assert "1 of these patients are not in the data folder" in texts(at.caption)
+
+
+def test_first_dataset_load_reports_progress_to_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from lgg_core.app import state
+    from lgg_core.serving.records import DEMO_DIR
+
+    shutil.copytree(DEMO_DIR, tmp_path / "kaggle_3m")  # a folder no earlier test has loaded: a real first load
+    reports = []
+    real = state.load_dataset
+
+    def spy(path, **kwargs):
+        callback = kwargs["on_progress"]
+        kwargs["on_progress"] = lambda done, total: (reports.append((done, total)), callback(done, total))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(state, "load_dataset", spy)
+    monkeypatch.setenv("LGG_CACHE_DIR", str(tmp_path / "cache"))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input[0].set_value(str(tmp_path / "kaggle_3m")).run()
+    at.switch_page("pages/patient.py").run()
+    assert_clean(at)
+    assert reports and reports[-1][0] == reports[-1][1] == 64  # the demo set's slices, all decoded
+    assert at.get("image")
+    for page in ("compare", "failures", "patient"):  # later pages reuse the load: no second decode, no replay error
+        at.switch_page(f"pages/{page}.py").run()
+        assert_clean(at)
+    assert len(reports) == 2

@@ -325,6 +325,17 @@ def test_second_load_uses_cache(sample_root: Path, tmp_path: Path, monkeypatch: 
     assert second.root == sample_root
 
 
+def test_first_load_reports_progress_and_cache_hits_do_not(sample_root: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    data = load_dataset(sample_root, cache_dir=tmp_path, progress=False, on_progress=lambda *a: calls.append(a))
+    n = len(data.index)
+    assert calls[-1] == (n, n) and all(t == n for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) == -(-n // cache.PROGRESS_EVERY)
+    calls.clear()
+    load_dataset(sample_root, cache_dir=tmp_path, progress=False, on_progress=lambda *a: calls.append(a))
+    assert calls == []
+
+
 def test_cache_dir_from_environment(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGG_CACHE_DIR", str(tmp_path / "env-cache"))
     load_dataset(synthetic_root, progress=False)

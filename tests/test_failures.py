@@ -38,3 +38,14 @@ def test_gate_removes_false_positives_and_can_miss_tumor() -> None:
     assert gated.loc[3, "hd95"] == pytest.approx(np.hypot(256, 256))
     assert gated.loc[4, "dice"] == 0.9  # kept: the segmenter's own mask
     assert counts(gated.reset_index()) == {"false positives": 0, "false negatives": 2, "worst Dice": 1}
+
+
+def test_cases_of_loaded_patients_fill_the_limit_and_are_counted() -> None:
+    other = seg_table().assign(patient="Q", fp=[70, 0, 50, 10, 0])  # Q's false positive is the more severe one
+    table = pd.concat([other, seg_table()], ignore_index=True)
+    assert failure_cases(table, "false positives", limit=1)["patient"].tolist() == ["Q"]
+    assert failure_cases(table, "false positives", limit=1, patients=["P"])["patient"].tolist() == ["P"]
+    assert failure_cases(table, "worst Dice", patients=["P"])["slice"].tolist() == [3, 4]
+    assert failure_cases(table, "worst Dice", patients=[]).empty
+    assert counts(table) == {"false positives": 2, "false negatives": 2, "worst Dice": 4}
+    assert counts(table, {"P"}) == counts(seg_table())

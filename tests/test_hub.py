@@ -76,8 +76,9 @@ def test_push_uploads_artifact_with_card_metadata(
 
     assert hub.repos == [{"repo_id": REPO, "token": None, "repo_type": "model", "private": True, "exist_ok": True}]
     (upload,) = hub.uploads
-    assert upload["files"] == ["README.md", "config.json", "epochs.csv", "eval/patients.csv", "eval/slices.csv",
-                               "eval/summary.json", "model.safetensors", "split.json"]
+    assert upload["files"] == ["README.md", "config.json", "epochs.csv", "eval/calibration.json", "eval/patients.csv",
+                               "eval/predictions.npz", "eval/slices.csv", "eval/summary.json", "model.safetensors",
+                               "split.json"]
     assert upload["repo_type"] == "model" and upload["commit_message"] == "Upload cnn-encdec"
     data = upload["card"].data
     assert (data.library_name, data.license, data.datasets) == ("lgg-core", "mit", [DATASET_ID])

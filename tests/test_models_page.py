@@ -1,6 +1,9 @@
-"""The Models page: training curves on two axes with the validation metric named, and a card snippet that works."""
+"""The Models page: training curves on two axes with the validation metric named, reliability diagrams with ECE,
+and a card snippet that works."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -40,3 +43,45 @@ def test_models_page_shows_a_runnable_snippet(app_env: Path) -> None:
     card = " ".join(str(m.value) for m in at.markdown)
     assert "OWNER/REPO" not in card and f'load_predictor("{catalog.parent / "cnn-encdec"}")' in card
     assert any("validation per-patient Dice" in str(c.value) for c in at.caption)
+
+
+def _models_page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = at.switch_page("pages/models.py").run()
+    at.selectbox[0].set_value(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _reliability_titles(at: AppTest) -> list[str]:
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    reliability = [f for f in figures if f["data"][0].get("name") == "perfect calibration"]
+    assert all(f["layout"]["yaxis2"]["type"] == "log" for f in reliability)  # the bins' sample counts
+    return [f["layout"]["title"]["text"] for f in reliability]
+
+
+def test_models_page_shows_reliability_diagrams_and_ece(app_env: Path) -> None:
+    at = _models_page("cnn-encdec")
+    titles = _reliability_titles(at)
+    assert [t.split(" · ")[0] for t in titles] == ["Pixel level", "Slice level"]
+    assert all(t.split(" · ECE ")[1].replace(".", "").isdigit() for t in titles)
+    assert [m.label for m in at.metric if "ECE" in m.label] == [
+        "Pixel level ECE, all pixels", "Pixel level ECE, p ≥ 0.05", "Slice level ECE"]
+    assert any("background pixels" in str(c.value) for c in at.caption)
+
+    at.selectbox[0].set_value("resnet18").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.split(" · ")[0] for t in _reliability_titles(at)] == ["Slice level"]
+    assert [m.label for m in at.metric if "ECE" in m.label] == ["Slice level ECE"]
+
+
+def test_models_page_without_calibration_says_how_to_compute_it(app_env: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    artifact = shutil.copytree(app_env.parent / "cnn-encdec", tmp_path / "old-eval")
+    (artifact / "eval" / "calibration.json").unlink()  # evaluated before calibration existed
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[[model]]\nname = "old-eval"\npath = "{artifact}"\n')
+    monkeypatch.setenv("LGG_CATALOG", str(catalog))
+    at = _models_page("old-eval")
+    assert not _reliability_titles(at)
+    assert f"run `lgg evaluate {artifact}` to compute it" in " ".join(str(i.value) for i in at.info)

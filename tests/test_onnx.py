@@ -85,7 +85,8 @@ def artifacts(sample_data, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "classify": _train(sample_data, root, "resnet18", input_size=64, loss="bce"),
     }
     for folder in folders.values():
-        assert main(["export-onnx", str(folder)]) == 0
+        # model.onnx alone, no serving.json: these tests cover the fp32 rule (test_serving_choice the record).
+        assert main(["export-onnx", str(folder), "--no-measure"]) == 0
     return folders
 
 
@@ -152,7 +153,7 @@ def test_export_catalog(artifacts: dict[str, Path], tmp_path: Path, capsys: pyte
     (folder / ONNX_FILE).unlink()
     catalog = tmp_path / "models.toml"
     catalog.write_text('[[model]]\nname = "cls"\npath = "cls"\n\n[[model]]\nname = "hub"\nrepo_id = "o/hub"\n')
-    assert main(["export-onnx", "--catalog", str(catalog)]) == 0
+    assert main(["export-onnx", "--catalog", str(catalog), "--no-measure"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {folder / ONNX_FILE}"
     assert isinstance(load_predictor(folder, backend="onnxruntime"), OnnxPredictor)
 
@@ -177,7 +178,7 @@ def test_dashboard_serves_through_onnx_runtime_once_exported(artifacts: dict[str
     folder = shutil.copytree(artifacts["segment"], tmp_path / "m", ignore=shutil.ignore_patterns("model.onnx"))
     record = ModelRecord("m", folder, read_config(folder))
     assert load_predictor_for(record).backend == "pytorch"
-    assert main(["export-onnx", str(folder)]) == 0
+    assert main(["export-onnx", str(folder), "--no-measure"]) == 0
     served = load_predictor_for(record)
     assert served.backend == "onnxruntime"
     images = sample_data.images[:4]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lgg_core.app.overlay import (FN_COLOR, FP_COLOR, TP_COLOR, UNCERTAINTY_SCALE, colorbar, disagreement,
-                                  disagreement_scale, error_legend, error_overlay, scaled_heatmap)
+                                  disagreement_scale, error_legend, error_overlay, scaled_heatmap, window)
 
 # Machado, Oliveira & Fernandes (2009) dichromacy simulation, severity 1, on linear RGB.
 SIMULATIONS = {
@@ -149,3 +149,13 @@ def test_colorbar_matches_its_scale(scale) -> None:
     bar = marker.colorbar
     assert scale.name in bar.title.text and scale.note in bar.title.text
     assert list(bar.tickvals) == [v for v, _ in scale.ticks] and list(bar.ticktext) == [t for _, t in scale.ticks]
+
+
+def test_window_stretches_the_chosen_intensities_for_display_only() -> None:
+    rgb = np.array([[[0, 20, 40], [50, 100, 255]]], np.uint8)
+    before = rgb.copy()
+    assert window(rgb) is rgb  # the full range: the picture as it is
+    np.testing.assert_array_equal(window(rgb, 0, 100), [[[0, 51, 102], [128, 255, 255]]])
+    np.testing.assert_array_equal(window(rgb, 20, 40), [[[0, 0, 255], [255, 255, 255]]])
+    np.testing.assert_array_equal(window(rgb, 50, 50), [[[0, 0, 0], [0, 255, 255]]])  # a zero-width window: a step
+    np.testing.assert_array_equal(rgb, before)  # what the model is given is never changed

@@ -5,14 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import (
+    gated_patients,
     holm,
     largest_differences,
+    mean_ci_by,
     most_different_slices,
     ordered_pairs,
     pairwise,
     patient_hd95,
     patient_values,
+    variant_patients,
 )
 from lgg_core.serving.records import EvalTables
 
@@ -187,3 +191,43 @@ def test_largest_differences_rank_patients_and_point_at_a_slice() -> None:
     other = slices_table([("raw", "u", 1, 0.5, 0, 0, 1.0, True), ("raw", "u", 2, 0.4, 0, 0, 1.0, True)])
     assert most_different_slices(tie, other).to_dict() == {"u": 2}  # equal pixels: the larger Dice gap
     assert len(largest_differences(a, b, limit=2)) == 2
+
+
+def test_variant_patients_keeps_one_variant() -> None:
+    patients = pd.DataFrame({"variant": ["raw", "lcc", "raw", "lcc"], "patient": ["p", "p", "q", "q"],
+                             "institution": ["X", "X", "Y", "Y"], "dice": [0.5, 0.6, 0.7, 0.9], "slices": 3})
+    tables = EvalTables({}, pd.DataFrame(), patients)
+    assert variant_patients(tables, "lcc").to_dict("records") == [
+        {"patient": "p", "institution": "X", "dice": 0.6}, {"patient": "q", "institution": "Y", "dice": 0.9}]
+    assert variant_patients(tables)["dice"].tolist() == [0.5, 0.7]
+
+
+def test_gated_patients_is_the_volume_dice_of_the_kept_masks() -> None:
+    seg = pd.DataFrame({
+        "variant": "raw", "patient": ["p", "p", "p", "q", "r"], "institution": ["X", "X", "X", "Y", "Y"],
+        "slice": [1, 2, 3, 1, 1], "tp": [8, 2, 0, 0, 5], "fp": [0, 2, 4, 3, 0], "fn": [2, 0, 0, 0, 5],
+        "true_tumor": [True, True, False, False, True], "pred_tumor": [True, True, True, True, True],
+        "dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0, "hd95": 0.0, "assd": 0.0})
+    cls = seg[["patient", "slice"]].assign(prob=[0.9, 0.1, 0.2, 0.3, 0.6])
+    table = gated_patients(EvalTables({}, cls, None), EvalTables({}, seg, None))
+    # p keeps slice 1 only: tp 8, fn 2 + 2 -> 16 / 20. q: its false positive is dropped, nothing left -> 1.
+    # r: kept as is, 10 / 15. A threshold of 0.05 also keeps p's slices 2 and 3 (20 / 28) and q's false positive.
+    assert table.to_dict("records") == [{"patient": "p", "institution": "X", "dice": pytest.approx(0.8)},
+                                        {"patient": "q", "institution": "Y", "dice": 1.0},
+                                        {"patient": "r", "institution": "Y", "dice": pytest.approx(2 / 3)}]
+    low = gated_patients(EvalTables({}, cls, None), EvalTables({}, seg, None), threshold=0.05)
+    assert low["dice"].tolist() == pytest.approx([20 / 28, 0.0, 2 / 3])
+
+
+def test_mean_ci_by_counts_patients_and_leaves_single_patients_without_a_ci() -> None:
+    dice = [0.2, 0.4, 0.6, 0.9, 0.5]
+    table = pd.DataFrame({"model": "m", "institution": ["X", "X", "X", "X", "Y"], "patient": list("abcde"),
+                          "dice": dice})
+    out = mean_ci_by(table, ["model", "institution"], n_boot=500, seed=3).set_index("institution")
+    assert out.loc["X", "patients"] == 4 and out.loc["X", "mean"] == pytest.approx(0.525)
+    low, high = bootstrap_ci(np.array(dice[:4]), n_boot=500, seed=3)
+    assert (out.loc["X", "ci_low"], out.loc["X", "ci_high"]) == (low, high)
+    assert 0.2 <= low < 0.525 < high <= 0.9
+    assert out.loc["Y", "patients"] == 1 and out.loc["Y", "mean"] == 0.5
+    assert np.isnan(out.loc["Y", "ci_low"]) and np.isnan(out.loc["Y", "ci_high"])
+    assert out["model"].tolist() == ["m", "m"]

@@ -23,7 +23,8 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, MRImageStorage,
                          RLELossless, generate_uid)
 
-from lgg_core.data.upload import MAX_PIXELS, UploadError, read_upload
+from lgg_core.data.upload import MAX_PIXELS, UploadError, read_mask_upload, read_upload
+from lgg_core.evaluation.metrics import slice_metrics
 
 RNG = np.random.default_rng(0)
 
@@ -440,3 +441,90 @@ def test_complex_pixels_use_their_magnitude() -> None:
 def test_an_ordinary_slice_has_no_warning() -> None:
     demo = next((Path(__file__).resolve().parents[1] / "demo/kaggle_3m").glob("TCGA_*/*_12.tif"))
     assert read_upload(demo.name, demo.read_bytes()).warnings == []
+
+
+# Ground-truth masks uploaded with a slice.
+def square(size: int = 512, top: int = 100, left: int = 150, side: int = 80, value: int = 255,
+           dtype: type = np.uint8) -> np.ndarray:
+    mask = np.zeros((size, size), dtype)
+    mask[top:top + side, left:left + side] = value
+    return mask
+
+
+def mask_png_with_alpha(alpha: np.ndarray) -> bytes:
+    return pil_bytes(np.dstack([square()] * 3 + [alpha]), "PNG")
+
+
+GOOD_MASKS = {
+    "PNG 0/255": ("m.png", lambda: pil_bytes(square(), "PNG"), ""),
+    "1-bit PNG": ("m.png", lambda: pil_bytes(square() > 0, "PNG"), "True counts as tumor"),
+    "16-bit TIFF 0/65535": ("m.tif", lambda: tif_bytes(square(value=65535, dtype=np.uint16)), "above 32767.5"),
+    "labels 0/1": ("m.png", lambda: pil_bytes(square(value=1), "PNG"), "above 0.5"),
+    "float TIFF": ("m.tif", lambda: tif_bytes(square(value=1, dtype=np.float32)), "above 0.5"),
+    "red on black": ("m.png", lambda: pil_bytes(np.dstack([square(), square(value=0), square(value=0)]), "PNG"),
+                     "brightest channel"),
+    "opaque RGBA": ("m.png", lambda: mask_png_with_alpha(np.full((512, 512), 255, np.uint8)), "alpha channel dropped"),
+    "lossy JPEG": ("m.jpg", lambda: pil_bytes(square(), "JPEG", quality=50), "above 127.5"),
+}
+
+
+@pytest.mark.parametrize("case", list(GOOD_MASKS))
+def test_a_mask_is_read_onto_the_model_grid(case: str) -> None:
+    name, build, step = GOOD_MASKS[case]
+    out = read_mask_upload(name, build(), (512, 512))
+    assert out.mask.shape == (256, 256) and out.mask.dtype == bool
+    np.testing.assert_array_equal(out.mask, square(256, 50, 75, 40) > 0)  # the square, halved by nearest neighbour
+    assert any(step in s for s in out.steps), out.steps
+    assert any("nearest neighbour" in s for s in out.steps) and out.warnings == []
+
+
+def test_an_empty_mask_means_no_tumor_and_an_inverted_one_is_doubted() -> None:
+    empty = read_mask_upload("m.png", pil_bytes(np.zeros((256, 256), np.uint8), "PNG"), (256, 256))
+    assert not empty.mask.any() and any("no tumor" in s for s in empty.steps)
+    inverted = read_mask_upload("m.png", pil_bytes(255 - square(256), "PNG"), (256, 256))
+    assert any("inverted" in w for w in inverted.warnings)
+    for warning in inverted.warnings:
+        assert_own_message(warning)
+
+
+def test_a_non_square_mask_is_stretched_like_its_slice() -> None:
+    image = np.kron(MRI[..., 0], np.ones((2, 1), np.uint8))  # 256 wide, 512 high
+    truth = np.zeros((512, 256), np.uint8)
+    truth[200:300, 50:150] = 255
+    slice_ = read_upload("tall.png", pil_bytes(image, "PNG"))
+    assert slice_.size == (512, 256)
+    out = read_mask_upload("tall.png", pil_bytes(truth, "PNG"), slice_.size)
+    np.testing.assert_array_equal(np.argwhere(out.mask).min(0), [100, 50])
+    np.testing.assert_array_equal(np.argwhere(out.mask).max(0), [149, 149])
+
+
+BAD_MASKS = {
+    "other size": ("m.png", pil_bytes(square(256), "PNG"), "the mask is 256x256 pixels but the slice is 512x512"),
+    "an MRI image": ("m.png", pil_bytes(np.kron(MRI[..., 1], np.ones((2, 2), np.uint8)), "PNG"), "grey levels"),
+    "transparency": ("m.png", mask_png_with_alpha(square(value=200)), "transparency"),
+    "not an image": ("m.png", b"this is not an image", "not a readable image"),
+    "too large": ("m.png", png_claiming(100_000, 100_000), "too large"),
+    "DICOM": ("m.dcm", dicom_bytes(square(64)), "DICOM masks"),
+    "all tumor": ("m.png", pil_bytes(np.full((512, 512), 255, np.uint8), "PNG"), "needs background"),
+    "NaN": ("m.tif", tif_bytes(np.full((512, 512), np.nan, np.float32)), "NaN"),
+    "complex": ("m.tif", tif_bytes(square(dtype=np.complex64)), "complex"),
+    "stack": ("m.tif", tif_bytes(np.zeros((3, 512, 512, 3), np.uint8)), "several pages"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MASKS))
+def test_a_bad_mask_gets_a_clear_message(case: str) -> None:
+    name, data, message = BAD_MASKS[case]
+    with pytest.raises(UploadError, match=message) as refusal:
+        read_mask_upload(name, data, (512, 512))
+    assert_own_message(str(refusal.value))
+
+
+def test_dice_and_hd95_of_an_uploaded_slice_and_mask() -> None:
+    """The page scores a prediction against the uploaded mask on the 256² grid: a 40-pixel square shifted by 4."""
+    slice_ = read_upload("big.png", pil_bytes(np.kron(MRI[..., 1], np.ones((2, 2), np.uint8)), "PNG"))
+    truth = read_mask_upload("big_mask.png", pil_bytes(square(), "PNG"), slice_.size).mask
+    prediction = np.roll(truth, 4, axis=1)
+    scores = slice_metrics(prediction, truth)
+    assert scores["dice"] == pytest.approx(2 * 36 * 40 / (2 * 40 * 40))
+    assert scores["hd95"] == 4.0 and (scores["tp"], scores["fp"], scores["fn"]) == (1440, 160, 160)

@@ -78,6 +78,17 @@ def channel_view(image: np.ndarray, view: str = "FLAIR") -> np.ndarray:
     return np.repeat(image[..., _CHANNEL[view], None], 3, axis=-1)
 
 
+def window(rgb: np.ndarray, low: int = 0, high: int = 255) -> np.ndarray:
+    """A display window: intensities ``low``..``high`` stretched over 0..255, darker ones black, brighter ones white.
+
+    For looking only; predictions are always made on the unwindowed slice.
+    """
+    if (low, high) == (0, 255):
+        return rgb
+    stretched = (rgb.astype(np.float32) - low) * (255 / max(high - low, 1))
+    return np.clip(stretched, 0, 255).round().astype(np.uint8)
+
+
 def _blend(rgb: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
     """``rgb`` with the ``mask`` pixels mixed with ``colors`` (one colour, or one per masked pixel)."""
     out = rgb.astype(np.float32)

@@ -4,10 +4,13 @@ All model, metric and CAM logic lives in ``lgg_core``; this module only caches i
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 from streamlit.runtime.pages_manager import PagesManager
@@ -16,6 +19,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from lgg_core.serving.records import (
     GATED_PREFIX,
     EvalTables,
+    Gate,
     ModelRecord,
     build_gated,
     default_data_dir,
@@ -28,6 +32,7 @@ from lgg_core.serving.records import (
     resolve_models,
 )
 from lgg_core.data.cache import LGGData, load_dataset
+from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
 from lgg_core.serving.catalog import catalog_path
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.serving.device import pick_device
@@ -79,8 +84,8 @@ def records() -> tuple[list[ModelRecord], str | None]:
 
 
 def usable(task: str | None = None) -> dict[str, ModelRecord]:
-    """Loadable models by name, optionally of one task."""
-    return {r.name: r for r in records()[0] if r.ok and (task is None or r.task == task)}
+    """Models that can run here (usable, weights present) by name, optionally of one task."""
+    return {r.name: r for r in records()[0] if r.ok and r.has_weights and (task is None or r.task == task)}
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -113,48 +118,136 @@ def gated_options() -> dict[str, tuple[ModelRecord, ModelRecord]]:
     return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items() for s, sr in usable("segment").items()}
 
 
+def shown_segmenters() -> dict[str, ModelRecord]:
+    """Segmenters the pages can show masks of: runnable ones, then those shown from stored masks."""
+    return {**usable("segment"), **stored_only()}
+
+
+def stored_only() -> dict[str, ModelRecord]:
+    """Evaluated segmenters whose weights are not here, by name: the pages show the masks ``lgg evaluate`` stored."""
+    return {r.name: r for r in records()[0] if r.ok and not r.has_weights and r.task == "segment"}
+
+
 def segmenter_options() -> list[str]:
-    """Names the mask-producing pages offer: segmenters, then gated pipelines."""
-    return [*usable("segment"), *gated_options()]
+    """Names the mask-producing pages offer: segmenters, those shown from stored masks, then gated pipelines."""
+    return [*shown_segmenters(), *gated_options()]
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _stored_masks(record: ModelRecord, mtime: float) -> StoredMasks | str:
+    # Read-only once built, so sessions can share it.
+    try:
+        return load_masks(record.path / "eval" / PREDICTIONS_FILE)
+    except PredictionsError as err:
+        return str(err)
+
+
+def _stored(record: ModelRecord) -> StoredMasks | str:
+    return _stored_masks(record, _mtime(record.path / "eval" / PREDICTIONS_FILE))
+
+
+def prediction_problem(name: str, data: LGGData, patient: str) -> str | None:
+    """Why ``name`` cannot show the patient's slices of the loaded data (None when it can).
+
+    Only models shown from stored masks can lack slices: their masks cover their test patients only.
+    """
+    record = stored_only().get(name)
+    if record is None:
+        return None
+    stored = _stored(record)
+    if isinstance(stored, str):
+        return f"{name} has no weights here and no usable stored predictions: {stored}"
+    numbers = data.index["slice"].to_numpy()[data.rows([patient])]
+    if all(stored.mask(patient, int(n)) is not None for n in numbers):
+        return None
+    return (f"{name} has no weights here: it shows the masks stored when it was evaluated, which cover its "
+            f"{len(set(stored.patients))} test patients and not all of {patient}'s loaded slices.")
+
+
+def _stored_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
+    """The stored masks of ``rows`` as probabilities 0/1 (see :func:`prediction_problem` for when they exist)."""
+    stored = _stored(stored_only()[name])
+    index = data.index
+    masks = [None if isinstance(stored, str) else stored.mask(p, int(n))
+             for p, n in zip(index["patient"].to_numpy()[rows], index["slice"].to_numpy()[rows])]
+    if any(m is None for m in masks):
+        raise ValueError(prediction_problem(name, data, str(index["patient"].to_numpy()[rows][0])))
+    return np.stack(masks).astype(np.float16)
+
+
+def predict_with_gate(name: str, images: np.ndarray) -> tuple[np.ndarray, Gate | None]:
+    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline, and the pipeline's gate (None otherwise).
+
+    The gate comes from the same forward pass as the mask, so saying why a mask was dropped costs nothing more.
+    """
+    if name.startswith(GATED_PREFIX):
+        classifier, segmenter = gated_options()[name]
+        mtimes = (_mtime(classifier.path / "model.safetensors"), _mtime(segmenter.path / "model.safetensors"))
+        gated = _gated(classifier, segmenter, mtimes)
+        probs, verdict = predict_gated(gated, images, classifier.input_size, segmenter.input_size)
+        return probs, Gate(classifier.name, verdict, float(gated.net.threshold))
+    return predictor(usable("segment")[name]).predict(images), None
 
 
 def predict_masks(name: str, images: np.ndarray) -> np.ndarray:
     """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline."""
-    if name.startswith(GATED_PREFIX):
-        classifier, segmenter = gated_options()[name]
-        mtimes = (_mtime(classifier.path / "model.safetensors"), _mtime(segmenter.path / "model.safetensors"))
-        return predict_gated(_gated(classifier, segmenter, mtimes), images, classifier.input_size,
-                             segmenter.input_size)[0]
-    return predictor(usable("segment")[name]).predict(images)
+    return predict_with_gate(name, images)[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def volume_probs(name: str, dataset_hash: str, patient: str, weights_key: str) -> np.ndarray:
-    """A patient's predicted probabilities, cached per model, data and patient (float16 to save memory)."""
+def _patient_outputs(name: str, dataset_hash: str, patient: str, weights_key: str) -> tuple[np.ndarray, Gate | None]:
+    """A patient's predicted probabilities (float16 to save memory) and gate, cached per model, data and patient."""
     data = dataset()
-    return predict_masks(name, data.images[data.rows([patient])]).astype(np.float16)
+    if name in stored_only():
+        return _stored_probs(name, data, data.rows([patient])), None
+    probs, gate = predict_with_gate(name, data.images[data.rows([patient])])
+    return _half_probs(probs), gate
 
 
 def weights_key(name: str) -> str:
     """Changes when any weights behind ``name`` change, so cached predictions are not stale."""
+    if name in stored_only():
+        path = stored_only()[name].path / "eval" / PREDICTIONS_FILE
+        return f"{path}:{_mtime(path)}"
     parts = gated_options()[name] if name.startswith(GATED_PREFIX) else (usable("segment")[name],)
     return ",".join(f"{r.path}:{_mtime(r.path / 'model.safetensors')}" for r in parts)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _slice_probs(name: str, dataset_hash: str, row: int, weights_key: str) -> np.ndarray:
+def _slice_outputs(name: str, dataset_hash: str, row: int, weights_key: str) -> tuple[np.ndarray, Gate | None]:
     data = dataset()
-    return predict_masks(name, data.images[row : row + 1])[0].astype(np.float16)
+    if name in stored_only():
+        return _stored_probs(name, data, np.array([row]))[0], None
+    probs, gate = predict_with_gate(name, data.images[row : row + 1])
+    return _half_probs(probs[0]), gate
+
+
+def _half_probs(probs: np.ndarray) -> np.ndarray:
+    """float16 probabilities that still threshold like the float32 ones: a value just above 0.5 would round to
+    0.5 and drop out of the mask, so it becomes the next float16 above 0.5."""
+    half = probs.astype(np.float16)
+    half[(probs > 0.5) & (half <= 0.5)] = np.nextafter(np.float16(0.5), np.float16(1))
+    return half
 
 
 def slice_probs(name: str, data: LGGData, row: int) -> np.ndarray:
     """One slice's predicted probabilities (H, W), cached per model, data and row."""
-    return _slice_probs(name, data.dataset_hash, row, weights_key(name)).astype(np.float32)
+    return _slice_outputs(name, data.dataset_hash, row, weights_key(name))[0].astype(np.float32)
+
+
+def slice_gate(name: str, data: LGGData, row: int) -> Gate | None:
+    """A gated pipeline's verdict on one slice (None for a segmenter), from the cache :func:`slice_probs` fills."""
+    return _slice_outputs(name, data.dataset_hash, row, weights_key(name))[1]
 
 
 def patient_probs(name: str, data: LGGData, patient: str) -> np.ndarray:
-    """Cached :func:`volume_probs` for the loaded data."""
-    return volume_probs(name, data.dataset_hash, patient, weights_key(name)).astype(np.float32)
+    """A patient's predicted probabilities (slices, H, W) for the loaded data, cached per model and patient."""
+    return _patient_outputs(name, data.dataset_hash, patient, weights_key(name))[0].astype(np.float32)
+
+
+def patient_gate(name: str, data: LGGData, patient: str) -> Gate | None:
+    """A gated pipeline's verdict on each of a patient's slices (None for a segmenter), from the same cache."""
+    return _patient_outputs(name, data.dataset_hash, patient, weights_key(name))[1]
 
 
 @st.cache_data(show_spinner=False)
@@ -167,9 +260,36 @@ def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     return _eval(record, _mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
 
 
-@st.cache_resource(show_spinner="Loading the dataset (the first time decodes every slice)…", max_entries=2)
+_DATASETS: OrderedDict[str, LGGData] = OrderedDict()
+_DATASETS_LOCK = threading.Lock()
+MAX_DATASETS = 2  # each full dataset holds ~1 GB: the bundled demo set and one kaggle_3m at a time
+
+
 def _dataset(path: str) -> LGGData:
-    return load_dataset(path, progress=False)
+    """The decoded dataset of ``path``, loaded once per process and shared read-only by every session.
+
+    Not ``st.cache_resource``: the first load draws a progress bar for the visitor who triggers it, and Streamlit
+    replays a cached function's elements on every later call. The lock makes a second visitor wait for that load
+    instead of decoding the same files again.
+    """
+    with _DATASETS_LOCK:
+        if path in _DATASETS:
+            _DATASETS.move_to_end(path)
+            return _DATASETS[path]
+        bar = st.empty()
+
+        def report(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"First load of `{path}`: decoding slices {done:,} / {total:,}. Later "
+                                            "loads, also after a restart, read the cache.")
+
+        try:
+            data = load_dataset(path, progress=False, on_progress=report)
+        finally:
+            bar.empty()
+        _DATASETS[path] = data
+        while len(_DATASETS) > MAX_DATASETS:
+            _DATASETS.popitem(last=False)
+        return data
 
 
 def data_dir() -> str:
@@ -231,11 +351,15 @@ def init_state() -> None:
     st.session_state["_state_ready"] = True
 
 
+def _url_value(value: str | int | list[str]) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
 def share(**values) -> None:
     """Store shared selections and mirror them into the URL."""
     for key, value in values.items():
         st.session_state[key] = value
-        st.query_params[key] = ",".join(value) if isinstance(value, list) else str(value)
+        st.query_params[key] = _url_value(value)
 
 
 def pick_patient(data: LGGData, label: str = "Patient") -> str:
@@ -280,9 +404,29 @@ def pick_models(options: list[str], label: str, max_selections: int, default_cou
 
 
 def open_slice(page: str, patient: str, number: int, models: list[str] | None = None) -> None:
-    """Jump to ``page`` showing that slice (used by the failure gallery)."""
-    share(patient=patient, slice=number, **({"models": models} if models else {}))
-    st.switch_page(page)
+    """Jump to ``page`` showing that slice (failure gallery, the Leaderboard's pairs, Compare's Explain button).
+
+    The new page's URL carries the selection from the start: the browser gets a history entry for every change of the
+    URL, and one set afterwards, a parameter at a time, would take Back several presses to leave the page.
+    """
+    st.session_state.update(patient=patient, slice=number, **({"models": models} if models else {}))
+    st.switch_page(page, query_params={key: _url_value(st.session_state[key]) for key in SHARED
+                                       if key in st.session_state})
+
+
+def _open_clicked_slice(key: str) -> None:
+    """``on_select`` callback of :func:`slice_chart`: the clicked point's slice becomes the shown one."""
+    points = st.session_state[key]["selection"]["points"]
+    if points and points[0].get("x") is not None:
+        st.session_state["slice"] = int(points[0]["x"])
+
+
+def slice_chart(figure: go.Figure, key: str) -> None:
+    """Draw a figure whose x axis is a patient's slice numbers; clicking a point opens that slice.
+
+    The callback runs before the rerun, so the slice slider is drawn at the clicked slice straight away.
+    """
+    st.plotly_chart(figure, key=key, on_select=partial(_open_clicked_slice, key), selection_mode="points")
 
 
 def show_model_problems() -> None:
@@ -297,19 +441,27 @@ def show_model_problems() -> None:
                 st.markdown(f"- **{r.name}**: {r.problem}")
 
 
+# A patient's role in a model's split (:func:`~lgg_core.serving.records.patient_role`), in words.
+ROLE_WORDS = {"train": "training", "val": "validation", "test": "held-out test", None: "not in its split"}
+
+
 def show_patient_roles(patient: str, names: list[str]) -> None:
     """Say, per model, whether ``patient`` was among its training, validation or held-out patients.
 
     Scores on a model's own training patients look good and prove nothing, so those get a warning.
     """
-    found = usable()
+    found = {r.name: r for r in records()[0] if r.ok}
+    # A gated pipeline's masks come from its segmenter: that model's patients are what matters.
+    found |= {name: pair[1] for name, pair in gated_options().items()}
     roles = {name: patient_role(found[name], patient) for name in names if name in found}
     trained = [name for name, role in roles.items() if role in ("train", "val")]
     if trained:
         st.warning(f"{patient} was a training or validation patient of {', '.join(trained)}: "
                    "its scores there are not a fair test.")
-    words = {"train": "training", "val": "validation", "test": "held-out test", None: "not in its split"}
-    st.caption(" · ".join(f"{name}: {words[role]}" for name, role in roles.items()))
+    st.caption(" · ".join(f"{name}: {ROLE_WORDS[role]}" for name, role in roles.items()))
+    if stored := [name for name in names if name in stored_only()]:
+        st.caption(f"{', '.join(stored)}: weights not bundled, so the masks shown are those `lgg evaluate` stored on "
+                   "the test patients (no uncertainty or Grad-CAM; see the Models page for how to get the weights).")
 
 
 def _half(result: Uncertainty) -> Uncertainty:

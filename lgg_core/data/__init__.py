@@ -24,4 +24,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "download_dataset": "download",
     "UploadError": "upload",
     "read_upload": "upload",
+    "read_mask_upload": "upload",
 })

@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,9 @@ from lgg_core.data.reader import (
     resolve_data_dir,
     scan,
 )
+
+ProgressCallback = Callable[[int, int], None]
+PROGRESS_EVERY = 50  # slices between progress reports: often enough for a bar, rare enough to cost nothing
 
 CACHE_DIR_ENV = "LGG_CACHE_DIR"
 # Part of the fingerprint: bumping it makes every cache written in an older layout unreachable.
@@ -111,7 +114,7 @@ def content_hash(index: pd.DataFrame, images: np.ndarray, masks: np.ndarray) -> 
     return digest.hexdigest()
 
 
-def _decode(root: Path, index: pd.DataFrame, progress: bool) -> LGGData:
+def _decode(root: Path, index: pd.DataFrame, progress: bool, on_progress: ProgressCallback | None = None) -> LGGData:
     images = np.empty((len(index), *IMAGE_SHAPE), dtype=np.uint8)
     masks = np.empty((len(index), *MASK_SHAPE), dtype=bool)
     pairs = index[["image", "mask"]].itertuples(index=False)
@@ -120,6 +123,8 @@ def _decode(root: Path, index: pd.DataFrame, progress: bool) -> LGGData:
     ):
         images[i] = read_image(root / image_path)
         masks[i] = read_mask(root / mask_path)
+        if on_progress is not None and ((i + 1) % PROGRESS_EVERY == 0 or i + 1 == len(index)):
+            on_progress(i + 1, len(index))
     index = index.copy()
     tumor_pixels = masks.sum(axis=(1, 2), dtype=np.int64)
     index["has_tumor"] = tumor_pixels > 0
@@ -185,6 +190,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    on_progress: ProgressCallback | None = None,
 ) -> LGGData:
     """Scan, decode and validate the dataset, reusing the cache file when the files' bytes are unchanged.
 
@@ -193,6 +199,8 @@ def load_dataset(
         cache_dir: where ``lgg-<fingerprint>.npz`` lives; default ``$LGG_CACHE_DIR`` or ``~/.cache/lgg_core``.
         use_cache: False decodes and validates every file and neither reads nor writes the cache.
         progress: show a progress bar while decoding.
+        on_progress: called with (slices decoded, total) while decoding, e.g. to draw the app's progress bar; not
+            called when the cache is used.
 
     Raises:
         DatasetError: the dataset is missing or malformed.
@@ -200,10 +208,10 @@ def load_dataset(
     root = find_root(resolve_data_dir(data_dir))
     index = scan(root)
     if not use_cache:
-        return _decode(root, index, progress)
+        return _decode(root, index, progress, on_progress)
     path = Path(cache_dir or default_cache_dir()).expanduser() / f"lgg-{fingerprint(root, index)[:16]}.npz"
     data = _read_cache(path, root, index) if path.exists() else None
     if data is None:
-        data = _decode(root, index, progress)
+        data = _decode(root, index, progress, on_progress)
         _write_cache(path, data)
     return data

@@ -3,6 +3,7 @@
 The models were trained on 256x256 slices with three MRI channels (pre-contrast, FLAIR, post-contrast) in 0-255.
 Every step that changes the file's pixels is recorded in ``Slice.steps`` so the page can show what happened; what the
 user should doubt (a mask uploaded as an image, complex pixels, an unlabelled DICOM) goes to ``Slice.warnings``.
+An optional ground-truth mask for the slice (:func:`read_mask_upload`) must have the slice's size and be binary.
 
 The app serves many visitors from one small process, so a file is judged by the dimensions it *declares* before any
 pixel is decoded or inflated: at most ``MAX_PIXELS`` pixels, ``MAX_SAMPLES`` values per pixel and ``MAX_SAMPLE_BYTES``
@@ -64,6 +65,7 @@ class Slice:
         image: (256, 256, 3) uint8.
         original_shape: shape of the decoded pixel array.
         original_dtype: its dtype name.
+        size: (height, width) of the decoded image before resizing, which a ground-truth mask must match.
         steps: human-readable preprocessing steps, in order.
         warnings: reasons to doubt the predictions on this file (the page shows them prominently).
     """
@@ -71,6 +73,7 @@ class Slice:
     image: np.ndarray
     original_shape: tuple[int, ...]
     original_dtype: str
+    size: tuple[int, int]
     steps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -379,6 +382,7 @@ def read_upload(name: str, data: bytes) -> Slice:
     pixels = decode(name, data, steps, warnings)
     shape, dtype = tuple(pixels.shape), str(pixels.dtype)
     pixels = _to_uint8(_to_channels(pixels, steps), steps, warnings)
+    size = (int(pixels.shape[0]), int(pixels.shape[1]))
     low, high = int(pixels.min()), int(pixels.max())
     if low == high:
         raise UploadError(f"the image is blank (every pixel has the value {low}): nothing to segment")
@@ -388,4 +392,110 @@ def read_upload(name: str, data: bytes) -> Slice:
     image = _resize(pixels, steps)
     image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image.copy()  # owned and writable
     steps.append("normalized with ImageNet mean/std after scaling to [0, 1], as in training")
-    return Slice(image, shape, dtype, steps, warnings)
+    return Slice(image, shape, dtype, size, steps, warnings)
+
+
+# A binary mask saved lossily (JPEG) has grey pixels along its edges; an MRI slice has grey levels almost everywhere.
+_MASK_GREY_SHARE = 0.02
+_MASK_EDGE_BAND = 0.1  # values this close (share of the range) to either end count as that end
+
+
+@dataclass
+class Mask:
+    """An uploaded ground-truth mask on the models' 256² grid.
+
+    Attributes:
+        mask: (256, 256) bool, True = tumor.
+        steps: human-readable steps from the file to ``mask``, in order.
+        warnings: reasons to doubt the mask (the page shows them prominently).
+    """
+
+    mask: np.ndarray
+    steps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _mask_plane(pixels: np.ndarray, steps: list[str]) -> np.ndarray:
+    """The mask's values as one (H, W) plane: a colour mask counts by each pixel's brightest channel."""
+    if pixels.ndim == 3 and pixels.shape[0] <= MAX_SAMPLES < pixels.shape[-1]:
+        pixels = np.moveaxis(pixels, 0, -1)  # planar (C, H, W) TIFF
+    if pixels.ndim == 3 and pixels.shape[-1] in (2, 4):
+        alpha = pixels[..., -1]
+        if alpha.min() != alpha.max():
+            # Transparency may be what marks the tumor, or just decoration: guessing could silently invert the mask.
+            raise UploadError("the mask uses transparency (its alpha channel varies): save it without an alpha "
+                              "channel, tumor white (or any non-zero value) on black")
+        steps.append("alpha channel dropped (the same everywhere)")
+        pixels = pixels[..., :-1]
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise UploadError(f"unsupported mask layout ({'x'.join(map(str, pixels.shape))} values): expected one 2D "
+                          "grayscale or RGB mask, not a stack or volume")
+    if any((pixels[..., c] != pixels[..., 0]).any() for c in (1, 2)):
+        steps.append("colour mask: each pixel counts by its brightest channel")
+    return pixels.max(axis=-1)
+
+
+def _binarize(values: np.ndarray, steps: list[str], warnings: list[str]) -> np.ndarray:
+    """Tumor where the mask has its higher value; refuse anything that is not two-valued (up to lossy edges)."""
+    if values.dtype == bool:
+        steps.append("binary mask: True counts as tumor")
+        return values
+    if values.dtype.kind == "c":
+        raise UploadError("the mask holds complex numbers: a mask is a binary image, tumor non-zero on a 0 background")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise UploadError("the mask holds NaN or infinite values")
+    low, high = values.min().item(), values.max().item()
+    if low == high:
+        if high == 0:
+            steps.append("every pixel is 0: no tumor on this slice")
+            return np.zeros(values.shape, bool)
+        raise UploadError(f"every pixel of the mask has the value {high:g}: a mask needs background pixels (0) "
+                          "besides the tumor")
+    band = (high - low) * _MASK_EDGE_BAND
+    grey = np.count_nonzero((values > low + band) & (values < high - band)) / values.size
+    if grey > _MASK_GREY_SHARE:
+        raise UploadError(f"{grey:.0%} of the mask's pixels are grey levels between {low:g} and {high:g}: it looks "
+                          "like an image, not a binary mask; save the mask with two values, tumor non-zero (e.g. "
+                          "255) on a 0 background")
+    middle = (low + high) / 2
+    truth = values > middle
+    steps.append(f"values above {middle:g} count as tumor (the mask runs from {low:g} to {high:g})"
+                 + (f"; its {grey:.1%} grey edge pixels (lossy compression?) are split there" if grey else ""))
+    if truth.mean() > 0.5:
+        warnings.append("more than half of the slice is marked as tumor: is the mask inverted? The tumor must be the "
+                        "brighter (non-zero) value")
+    return truth
+
+
+def read_mask_upload(name: str, data: bytes, size: tuple[int, int]) -> Mask:
+    """Decode a ground-truth mask for an uploaded slice of ``size`` (height, width) onto the models' 256² grid.
+
+    The file is read like a slice (same formats and size caps, DICOM excepted). It must have the slice's size and
+    hold two values, the higher one being tumor: grayscale of any bit depth, or RGB (a coloured mask on black), with
+    an alpha channel only when it is the same everywhere. Grey edge pixels of a lossily saved mask are split halfway.
+    It is resized like the slice, by nearest neighbour so that it stays binary.
+
+    Raises:
+        UploadError: with a message for the user (not an image, corrupt, too large, a DICOM, another size than the
+            slice, transparency, grey levels like an image, constant non-zero, NaN).
+    """
+    if data and _is_dicom(name, data):
+        raise UploadError("DICOM masks (e.g. DICOM SEG objects) are not read here; export the mask as PNG or TIFF")
+    steps: list[str] = []
+    warnings: list[str] = []
+    values = _mask_plane(decode(name, data, steps, warnings), steps)
+    if values.shape != tuple(size):
+        (h, w), (slice_h, slice_w) = values.shape, size
+        raise UploadError(f"the mask is {w}x{h} pixels but the slice is {slice_w}x{slice_h}: a mask must have the "
+                          "size of its slice")
+    truth = _binarize(values, steps, warnings)
+    h, w = truth.shape
+    if (h, w) != (SIZE, SIZE):
+        steps.append(f"resized from {w}x{h} to {SIZE}x{SIZE} like the slice (nearest neighbour, so it stays binary)")
+        resized = Image.fromarray(truth.view(np.uint8)).resize((SIZE, SIZE), Image.Resampling.NEAREST)
+        truth = np.asarray(resized) > 0
+    return Mask(truth, steps, warnings)

@@ -12,8 +12,10 @@ from sklearn.metrics import roc_auc_score
 from lgg_core.serving.artifacts import load_artifact, render_card, write_json, write_table
 from lgg_core.data.cache import LGGData
 from lgg_core.serving.inference import predict, predict_plain_and_tta
+from lgg_core.evaluation.calibration import classification_calibration, segmentation_calibration
 from lgg_core.evaluation.metrics import batch_slice_metrics, bootstrap_ci, classification_metrics, volume_dice
 from lgg_core.serving.postprocess import largest_component
+from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
 from lgg_core.data.splits import load_split
 
 SEG_VARIANTS = ("raw", "lcc", "tta")
@@ -156,6 +158,9 @@ def evaluate(
         patients: defaults to the test fold recorded in the artifact's split.json.
         batch_size: slices per forward pass.
 
+    Also writes ``eval/calibration.json``: reliability bins and ECE of the raw probabilities
+    (:mod:`lgg_core.evaluation.calibration`).
+
     Returns:
         The summary written to ``eval/summary.json``: ``task``, ``headline`` (the card's model-index numbers),
         ``variants`` (``raw``, and for segmenters ``lcc`` and ``tta``; see :data:`SEG_VARIANTS`), ``dataset_hash``
@@ -177,12 +182,19 @@ def evaluate(
         probs = {"raw": raw, "tta": tta}
         slices, per_patient = _segmentation_tables(probs, data, rows)
         variants = _segmentation_summary(slices, per_patient)
+        calibration = segmentation_calibration(raw, data.masks[rows])
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)
+        meta = data.index.iloc[rows]
+        save_masks(artifact_dir / "eval" / PREDICTIONS_FILE, meta["patient"].to_numpy(), meta["slice"].to_numpy(),
+                   {variant: p > 0.5 for variant, p in probs.items()})
     else:
         slices, variants = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
+        calibration = classification_calibration(slices["prob"], slices["true_tumor"])
     summary = {"task": task, "headline": headline(task, variants), "variants": variants,
                "dataset_hash": data.dataset_hash, "patients": sorted(patients)}
     write_table(artifact_dir / "eval" / "slices.csv", slices)
+    # Before summary.json: the app re-reads eval/ when that file's mtime changes.
+    write_json(artifact_dir / "eval" / "calibration.json", calibration)
     write_json(artifact_dir / "eval" / "summary.json", summary)
     card = render_card(config, summary, metrics_markdown(summary))
     (artifact_dir / "README.md").write_text(card)

@@ -6,6 +6,8 @@ mask, any other slice keeps the segmenter's mask. No model runs.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pandas as pd
 
@@ -45,13 +47,16 @@ def gated_slices(classifier: pd.DataFrame, segmenter: pd.DataFrame, threshold: f
     return table
 
 
-def failure_cases(slices: pd.DataFrame, kind: str, limit: int = 24) -> pd.DataFrame:
+def failure_cases(slices: pd.DataFrame, kind: str, limit: int = 24,
+                  patients: Collection[str] | None = None) -> pd.DataFrame:
     """The ``limit`` most severe slices of ``kind`` (a key of ``KINDS``), with a ``severity`` column.
 
     Args:
         slices: a raw per-slice table (``raw_slices`` or ``gated_slices``).
         kind: which failure.
         limit: how many rows to return.
+        patients: keep only these patients' slices (e.g. those of the loaded data); the ``limit`` most severe are
+            taken among them, so a gallery fills with slices it can show.
 
     Raises:
         ValueError: unknown kind.
@@ -65,10 +70,12 @@ def failure_cases(slices: pd.DataFrame, kind: str, limit: int = 24) -> pd.DataFr
         cases, severity = slices[true & pred], 1 - slices["dice"]
     else:
         raise ValueError(f"unknown failure kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if patients is not None:
+        cases = cases[cases["patient"].isin(list(patients))]
     cases = cases.assign(severity=severity[cases.index], tumor_pixels=(slices["tp"] + slices["fn"])[cases.index])
     return cases.sort_values(["severity", "tumor_pixels"], ascending=False).head(limit).reset_index(drop=True)
 
 
-def counts(slices: pd.DataFrame) -> dict[str, int]:
-    """How many slices of each failure kind the table holds."""
-    return {kind: len(failure_cases(slices, kind, limit=len(slices))) for kind in KINDS}
+def counts(slices: pd.DataFrame, patients: Collection[str] | None = None) -> dict[str, int]:
+    """How many slices of each failure kind the table holds (only ``patients``' slices when given)."""
+    return {kind: len(failure_cases(slices, kind, limit=len(slices), patients=patients)) for kind in KINDS}

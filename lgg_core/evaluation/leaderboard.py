@@ -1,99 +1,465 @@
-"""The leaderboard: one row per model from its config and eval tables, the per-institution table, CPU latency, and
-the Plotly figures of the Leaderboard page (per-patient tables and pairwise tests: :mod:`lgg_core.evaluation.stats`)."""
+"""The leaderboard: one row per model, post-processing variant and classifier-gated pipeline from the eval tables,
+the per-institution table, the table's display (headers, formats, "–" for empty cells) and the Plotly figures of the
+Leaderboard page (per-patient tables and pairwise tests: :mod:`lgg_core.evaluation.stats`).
+
+No model runs here: the variants come from ``eval/`` tables written by ``lgg evaluate``, and a gated pipeline's
+results follow exactly from its classifier's and segmenter's slice tables
+(:func:`~lgg_core.evaluation.stats.gated_patients`).
+"""
 from __future__ import annotations
 
-import copy
-import time
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-import torch
 
-from lgg_core.serving.records import EvalTables, ModelRecord
 from lgg_core.evaluation.failures import gated_slices, raw_slices
-from lgg_core.evaluation.stats import A_BETTER, B_BETTER, METRIC_LABELS, NO_DIFFERENCE, format_p, ordered_pairs
-from lgg_core.models import LGGModel
-from lgg_core.data.transforms import resize_input
+from lgg_core.evaluation.metrics import bootstrap_ci
+from lgg_core.evaluation.stats import (
+    A_BETTER,
+    B_BETTER,
+    METRIC_LABELS,
+    NO_DIFFERENCE,
+    format_p,
+    gated_patients,
+    mean_ci_by,
+    ordered_pairs,
+    variant_patients,
+)
+from lgg_core.serving.latency import Latency
+from lgg_core.serving.records import EvalTables, ModelRecord, gated_name
 
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+# Post-processing variants of ``lgg evaluate`` (see lgg_core.evaluation.evaluator.SEG_VARIANTS) as row names say them.
+VARIANT_LABELS = {"lcc": "largest component", "tta": "flip TTA"}
+MODEL, POST_PROCESSING, GATED = "model", "post-processing", "gated pipeline"
+# Metrics that carry a 95% CI: their bounds are the columns <metric>_low and <metric>_high.
+CI_METRICS = ("patient_dice", "tumor_slice_dice", "auroc")
 COLUMNS = [
-    "model", "arch", "task", "params", "fold", "patient_dice", "patient_dice_ci", "tumor_slice_dice", "iou",
-    "hd95", "assd", "accuracy", "auroc", "status",
+    "model", "base", "variant", "kind", "arch", "task", "params", "fold", "patients",
+    "patient_dice", "patient_dice_low", "patient_dice_high", "tumor_slice_dice", "tumor_slice_dice_low",
+    "tumor_slice_dice_high", "iou", "hd95", "assd", "accuracy", "auroc", "auroc_low", "auroc_high", "protocol",
+    "train_cpu_min", "status",
 ]
+_TEXT = ("model", "base", "variant", "kind", "arch", "task", "protocol", "status")
+EARLIER = "earlier recipe"
+
+# The columns the page shows, in this order (the latency next to the headline metric, so it is in view without
+# scrolling), with their headers and tooltips. Columns left out stay in the data for sorting and the figures.
+LABELS = {
+    "model": "Model",
+    "patient_dice": "Per-patient Dice (95% CI)",
+    "latency_ms": "Latency (ms/slice)",
+    "timed_on": "Timed on",
+    "hd95": "HD95 (px)",
+    "tumor_slice_dice": "Tumor-slice Dice (95% CI)",
+    "accuracy": "Slice accuracy",
+    "auroc": "AUROC (95% CI)",
+    "patients": "Patients (n)",
+    "params": "Parameters",
+    "iou": "Tumor-slice IoU",
+    "assd": "ASSD (px)",
+    "kind": "Kind",
+    "arch": "Architecture",
+    "fold": "Fold",
+    "protocol": "Training protocol",
+    "train_cpu_min": "Training (CPU-min)",
+    "status": "Status",
+}
+HELP = {
+    "patient_dice": "3D volume Dice of each held-out patient, averaged over patients; percentile bootstrap 95% CI "
+                    "over patients",
+    "latency_ms": "One 256² slice per call, median of 5 calls after a warm-up, with the backend this server serves "
+                  "the model through; shared by every session",
+    "timed_on": "The engine, its precision and the device that were timed",
+    "hd95": "95th-percentile Hausdorff distance in pixels, mean over tumor slices; a missed tumor slice counts as "
+            "the image diagonal (362 px)",
+    "tumor_slice_dice": "Dice averaged over slices with tumor; CI resamples patients",
+    "accuracy": "Segmenters: how often the mask is empty exactly when the slice has no tumor. Classifiers: accuracy",
+    "auroc": "Classifiers: area under the ROC curve of tumor presence; CI resamples patients",
+    "patients": "Held-out patients the row was evaluated on",
+    "iou": "Intersection over union averaged over slices with tumor",
+    "assd": "Average symmetric surface distance in pixels, mean over tumor slices",
+    "protocol": "The shared recipe and budget the model was trained under (README, 'Training protocol'); "
+                f"'{EARLIER}': trained before it under its own config, so its budget is not comparable",
+    "train_cpu_min": "Process CPU time of training (all threads), in minutes; composites add up their parts",
+    "kind": "model; post-processing of a model's masks (largest 3D component per patient, horizontal-flip TTA); "
+            "gated pipeline (a classifier decides which slices keep the segmenter's mask)",
+}
+# Column widths in pixels where the automatic width would cut the text ("ONNX Runtime int8 · CPU").
+WIDTHS = {"timed_on": 180}
+EMPTY = "–"
 
 
-def _fmt_ci(ci: list[float] | None) -> str:
-    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+def variant_name(model: str, variant: str) -> str:
+    """Row name of a post-processing variant, e.g. "unet + largest component" ("unet" for ``raw``)."""
+    return f"{model} + {VARIANT_LABELS[variant]}" if variant in VARIANT_LABELS else model
+
+
+def _with_ci(metric: str, value: float | None, ci: list[float] | tuple[float, float] | None) -> dict:
+    low, high = ci if ci else (None, None)
+    return {metric: value, f"{metric}_low": low, f"{metric}_high": high}
+
+
+def _segment_metrics(v: dict) -> dict:
+    """Row fields of one variant of a segmenter's summary.json."""
+    return {**_with_ci("patient_dice", v["patient_dice"], v.get("patient_dice_ci")),
+            **_with_ci("tumor_slice_dice", v["tumor_slice_dice"], v.get("tumor_slice_dice_ci")),
+            "iou": v["tumor_slice_iou"], "hd95": v["hd95"], "assd": v["assd"],
+            "accuracy": v.get("presence_accuracy"), "patients": v.get("patients")}
+
+
+def _base_row(record: ModelRecord) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(model=record.name, base=record.name, variant="raw", kind=MODEL)
+    if record.ok:
+        training = record.config.get("training", {})
+        cpu = training.get("cpu_time_s")
+        row.update(arch=record.config["arch"], task=record.config["task"], params=record.config.get("params"),
+                   fold=training.get("fold"), protocol=training.get("protocol") or EARLIER,
+                   train_cpu_min=cpu / 60 if cpu else None)
+        if record.config["arch"] == "gated":  # a gated artifact written by `lgg assemble`
+            row["kind"] = GATED
+    return row
 
 
 def leaderboard_row(record: ModelRecord, tables: EvalTables | None, problem: str | None) -> dict:
     """One leaderboard row; metrics are blank for a model that is missing or not evaluated (``status`` says why)."""
-    row = dict.fromkeys(COLUMNS)
-    row.update(model=record.name, status=problem or "evaluated")
-    if record.ok:
-        training = record.config.get("training", {})
-        row.update(arch=record.config["arch"], task=record.config["task"], params=record.config.get("params"),
-                   fold=training.get("fold"))
+    row = _base_row(record)
+    # A record without weights still has every number; the status says it cannot run here.
+    row["status"] = problem or ("evaluated" if record.has_weights else "evaluated · weights not bundled")
     if tables is None:
         return row
     raw = tables.summary["variants"]["raw"]
     if record.task == "segment":
-        row.update(patient_dice=raw["patient_dice"], patient_dice_ci=_fmt_ci(raw.get("patient_dice_ci")),
-                   tumor_slice_dice=raw["tumor_slice_dice"], iou=raw["tumor_slice_iou"], hd95=raw["hd95"],
-                   assd=raw["assd"], accuracy=raw.get("presence_accuracy"))
+        row.update(_segment_metrics(raw))
     else:
-        row.update(accuracy=raw["accuracy"], auroc=raw["auroc"])
+        row.update(accuracy=raw["accuracy"], **_with_ci("auroc", raw["auroc"], raw.get("auroc_ci")),
+                   patients=raw.get("patients"))
     return row
 
 
+def variant_rows(record: ModelRecord, tables: EvalTables) -> list[dict]:
+    """The rows of a segmenter's post-processing variants (largest component, flip TTA) that its summary holds."""
+    rows = []
+    for variant, summary in tables.summary["variants"].items():
+        if variant in VARIANT_LABELS:
+            row = _base_row(record)
+            row.update(model=variant_name(record.name, variant), variant=variant, kind=POST_PROCESSING,
+                       status="evaluated", **_segment_metrics(summary))
+            rows.append(row)
+    return rows
+
+
+def _mean_ci(values: pd.Series, groups: pd.Series | None = None) -> tuple[float, tuple[float, float] | None]:
+    """Mean and percentile bootstrap CI as ``lgg evaluate`` computes them (NaN and no CI without values)."""
+    if values.empty:
+        return np.nan, None
+    return float(values.mean()), bootstrap_ci(values.to_numpy(float), None if groups is None else groups.to_numpy())
+
+
+def gated_row(classifier: tuple[ModelRecord, EvalTables], segmenter: tuple[ModelRecord, EvalTables]) -> dict:
+    """The row of the classifier-gated segmenter, computed exactly from the two models' slice tables.
+
+    Its CIs are bootstraps over its per-patient values like ``lgg evaluate``'s (same resamples, same seed): with a
+    classifier that keeps every slice, the row equals the segmenter's own. Scored on the patients both models were
+    evaluated on; ``status`` says when those differ.
+    """
+    (c_record, c_tables), (s_record, s_tables) = classifier, segmenter
+    per_patient = gated_patients(c_tables, s_tables)
+    slices = gated_slices(c_tables.slices, raw_slices(s_tables.slices))
+    tumor = slices[slices["true_tumor"].astype(bool)]
+    folds = {r.config.get("training", {}).get("fold") for r in (c_record, s_record)}
+    tested = [set(t.summary.get("patients") or []) for t in (c_tables, s_tables)]
+    status = "evaluated" if tested[0] == tested[1] else (
+        f"{c_record.name} and {s_record.name} were tested on different patients: scored on the {len(per_patient)} "
+        "both have")
+    name = gated_name(c_record.name, s_record.name)
+    row = dict.fromkeys(COLUMNS)
+    row.update(
+        model=name, base=name, variant="raw", kind=GATED, arch="gated", task="segment",
+        params=(c_record.config.get("params") or 0) + (s_record.config.get("params") or 0),
+        fold=folds.pop() if len(folds) == 1 else None, patients=len(per_patient),
+        **_with_ci("patient_dice", *_mean_ci(per_patient["dice"])),
+        **_with_ci("tumor_slice_dice", *_mean_ci(tumor["dice"], tumor["patient"])),
+        iou=tumor["iou"].mean(), hd95=tumor["hd95"].mean(), assd=tumor["assd"].mean(),
+        accuracy=(slices["pred_tumor"].astype(bool) == slices["true_tumor"].astype(bool)).mean(), status=status)
+    return row
+
+
+def _gateable(items: list[tuple[ModelRecord, EvalTables | None, str | None]]
+              ) -> tuple[list[tuple[ModelRecord, EvalTables]], list[tuple[ModelRecord, EvalTables]]]:
+    """(classifiers, segmenters) that can form a gated pipeline: evaluated, and segmenters not gated already."""
+    evaluated = [(r, t) for r, t, _ in items if t is not None]
+    classifiers = [(r, t) for r, t in evaluated if r.task == "classify"]
+    segmenters = [(r, t) for r, t in evaluated if r.task == "segment" and r.config["arch"] != "gated"
+                  and t.patients is not None]
+    return classifiers, segmenters
+
+
+def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> list[dict]:
+    """Every leaderboard row of ``(record, eval tables or None, problem or None)`` triples: each model, each
+    evaluated segmenter's post-processing variants, and each (evaluated classifier, segmenter) gated pipeline."""
+    rows = []
+    for record, tables, problem in items:
+        rows.append(leaderboard_row(record, tables, problem))
+        if tables is not None and record.task == "segment":
+            rows += variant_rows(record, tables)
+    classifiers, segmenters = _gateable(items)
+    rows += [gated_row(c, s) for c in classifiers for s in segmenters]
+    return rows
+
+
 def leaderboard(rows: list[dict]) -> pd.DataFrame:
-    """The table, segmenters by per-patient Dice then classifiers by AUROC, unevaluated models last."""
+    """The table, segmenters by per-patient Dice then classifiers by AUROC, unevaluated models last.
+
+    CIs of rows scored on a single patient are blanked.
+    """
     table = pd.DataFrame(rows, columns=COLUMNS)
-    numeric = [c for c in COLUMNS if c not in ("model", "arch", "task", "patient_dice_ci", "status")]
+    numeric = [c for c in COLUMNS if c not in _TEXT]
     table[numeric] = table[numeric].apply(pd.to_numeric)
+    # A single patient has no spread to resample: its "CI" would be the value twice.
+    for metric in CI_METRICS:
+        table.loc[table["patients"] < 2, [f"{metric}_low", f"{metric}_high"]] = np.nan
     table["_rank"] = table["patient_dice"].fillna(table["auroc"])
-    return table.sort_values(["task", "_rank"], ascending=[False, False], na_position="last").drop(columns="_rank")
+    table = table.sort_values(["task", "_rank"], ascending=[False, False], na_position="last", kind="stable")
+    return table.drop(columns="_rank").reset_index(drop=True)
 
 
-def institution_breakdown(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Mean per-patient Dice and patient count per (model, institution)."""
-    return (per_patient.groupby(["model", "institution"], as_index=False)
-            .agg(dice=("dice", "mean"), patients=("patient", "nunique")))
+def select_rows(table: pd.DataFrame, variants: bool = True, gated: bool = True) -> pd.DataFrame:
+    """The table without post-processing variants and/or without gated pipelines (models always stay)."""
+    dropped = ({POST_PROCESSING} if not variants else set()) | ({GATED} if not gated else set())
+    return table[~table["kind"].isin(dropped)].reset_index(drop=True)
 
 
-@torch.no_grad()
-def cpu_latency_ms(model: LGGModel, input_size: int | None = None, repeats: int = 5) -> float:
-    """Median wall time in ms of one forward pass on a single 256² slice on the CPU (after one warm-up)."""
-    if next(model.parameters()).device.type != "cpu":
-        model = copy.deepcopy(model).to("cpu")  # leave the app's cached GPU model where it is
-    x = resize_input(torch.randn(1, 3, 256, 256), input_size)
-    model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> pd.DataFrame:
+    """Long table (model, kind, patient, institution, dice) of per-patient volume Dice of every segmenter row:
+    models, their post-processing variants and the gated pipelines (names as in :func:`all_rows`)."""
+    columns = ["model", "kind", "patient", "institution", "dice"]
+    parts = []
+    for record, tables, _ in items:
+        if tables is None or tables.patients is None:
+            continue
+        kind = GATED if record.config["arch"] == "gated" else MODEL
+        for variant in tables.patients["variant"].unique():
+            name, part_kind = (record.name, kind) if variant == "raw" else (variant_name(record.name, variant),
+                                                                            POST_PROCESSING)
+            parts.append(variant_patients(tables, variant).assign(model=name, kind=part_kind))
+    classifiers, segmenters = _gateable(items)
+    for c_record, c_tables in classifiers:
+        for s_record, s_tables in segmenters:
+            parts.append(gated_patients(c_tables, s_tables).assign(model=gated_name(c_record.name, s_record.name),
+                                                                    kind=GATED))
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def institution_breakdown(per_patient: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per (model, institution): patients n, mean per-patient Dice and its bootstrap 95% CI over those patients.
+
+    Sorted by institution, then best model first. The CI is NaN for an institution with one patient.
+    """
+    table = mean_ci_by(per_patient, ["model", "institution"], "dice", n_boot, seed).rename(columns={"mean": "dice"})
+    return table.sort_values(["institution", "dice"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def institution_display(breakdown: pd.DataFrame) -> pd.DataFrame:
+    """The per-institution table in words: Institution, Model, Patients (n), Per-patient Dice (95% CI)."""
+    return pd.DataFrame({
+        "Institution": breakdown["institution"], "Model": breakdown["model"],
+        "Patients (n)": breakdown["patients"],
+        "Per-patient Dice (95% CI)": [_value_ci(d, lo, hi) for d, lo, hi in
+                                      breakdown[["dice", "ci_low", "ci_high"]].itertuples(index=False)],
+    })
+
+
+def with_latency(table: pd.DataFrame, latencies: Mapping[tuple[str, str], Latency]) -> pd.DataFrame:
+    """The table with latency_ms, latency_min_ms, latency_max_ms and timed_on (the backend) from measurements keyed
+    by (base, variant); blank where none."""
+    found = [latencies.get((base, variant)) for base, variant in zip(table["base"], table["variant"], strict=True)]
+    return table.assign(
+        latency_ms=[m.ms if m else np.nan for m in found], latency_min_ms=[m.min_ms if m else np.nan for m in found],
+        latency_max_ms=[m.max_ms if m else np.nan for m in found], timed_on=[m.backend if m else None for m in found])
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _value_ci(value: float, low: float, high: float) -> str:
+    """"0.780 (0.738–0.817)"; the value alone without a CI, "–" without a value."""
+    if _missing(value):
+        return EMPTY
+    return f"{value:.3f}" if _missing(low) or _missing(high) else f"{value:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _params_text(count: float) -> str:
+    return f"{count / 1e6:.3g}M" if count >= 1e6 else f"{count / 1e3:.3g}k"
+
+
+def _latency_text(ms: float) -> str:
+    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+_FORMATS = {
+    "params": _params_text, "fold": "{:.0f}", "patients": "{:.0f}", "train_cpu_min": "{:.0f}",
+    "latency_ms": _latency_text, "hd95": "{:.1f}", "assd": "{:.1f}", "iou": "{:.3f}", "accuracy": "{:.3f}",
+}
+
+
+def styled(table: pd.DataFrame) -> Styler:
+    """The leaderboard for display: numbers rounded, each CI metric shown as "value (low–high)", empty cells "–".
+
+    The cells keep their numbers underneath, so sorting a column sorts by value; only the shown text changes. Show
+    :data:`LABELS`' columns under its headers.
+    """
+    table = table.reset_index(drop=True)
+    style = table.style.format(_FORMATS, na_rep=EMPTY, subset=[c for c in _FORMATS if c in table])
+    style = style.format(na_rep=EMPTY, subset=[c for c in table if c not in _FORMATS])
+    for metric in CI_METRICS:
+        for i, (value, low, high) in table[[metric, f"{metric}_low", f"{metric}_high"]].iterrows():
+            if not _missing(value):
+                style = style.format(lambda _, text=_value_ci(value, low, high): text, subset=([i], [metric]))
+    return style
 
 
 def dice_distribution_figure(per_patient: pd.DataFrame) -> go.Figure:
     """Per-patient Dice of each model as a box with all points."""
     fig = px.box(per_patient, x="model", y="dice", points="all", hover_data=["patient", "institution"],
-                 title="Per-patient Dice (held-out patients)")
+                 title="Per-patient Dice (held-out patients)", labels={"dice": "per-patient Dice", "model": ""})
     return fig.update_yaxes(range=[0, 1.02])
 
 
-def scatter_figure(table: pd.DataFrame, x: str, y: str, title: str, log_x: bool = False) -> go.Figure:
-    """One labelled point per model (rows with a missing x or y are dropped)."""
+# Scatter geometry. Labels are placed in pixels, so the figure's height and margins are fixed here; its width follows
+# the page, and labels are laid out for the narrowest plot area the page's half-width columns give on a laptop
+# screen (wider plots only add room between them).
+SCATTER_HEIGHT = 440
+SCATTER_MARGIN = {"l": 64, "r": 24, "t": 64, "b": 56}
+PLOT_WIDTH_PX = 420
+FONT_PX = 12
+_CHAR_PX = 0.62 * FONT_PX  # a generous average glyph width, so estimated boxes are never smaller than drawn ones
+_LINE_PX = 1.3 * FONT_PX
+_MARKER_PX = 5  # marker radius (Plotly's default marker size is 6 px across; larger here)
+_GAP_PX = 3
+# A label keeps this far from other points' markers, so that it is never read as theirs; points closer to its own
+# than _NEAR_PX are read as one spot (a model and its variants), and its label need only not cover them.
+_CLEARANCE_PX = 8
+_NEAR_PX = 3 * _MARKER_PX
+# Plotly text positions tried around each point, nearest first; (dx, dy) is the label box centre's offset from the
+# point in units of (half label width + marker + gap, half label height + marker + gap), y up.
+_PLACES = {
+    "top center": (0, 1), "bottom center": (0, -1), "middle right": (1, 0), "middle left": (-1, 0),
+    "top right": (1, 1), "top left": (-1, 1), "bottom right": (1, -1), "bottom left": (-1, -1),
+}
+# Marker and colour (Okabe–Ito, colour-blind safe) per kind, in the order labels are handed out and legends list them.
+KIND_STYLE = {MODEL: ("circle", "#0072B2"), GATED: ("square", "#009E73"), POST_PROCESSING: ("diamond", "#E69F00")}
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """Axis range with room around the points (8% of the span each side; ±10% of the value for a single one)."""
+    low, high = float(np.min(values)), float(np.max(values))
+    pad = 0.08 * (high - low) if high > low else max(abs(low) * 0.1, 0.05)
+    return low - pad, high + pad
+
+
+def label_boxes(px_xy: np.ndarray, labels: list[str], width: float, height: float
+                ) -> tuple[list[str | None], list[tuple[float, float, float, float] | None]]:
+    """Greedy non-overlapping label placement in pixels (origin bottom left).
+
+    Points are taken in the given order (put the important ones first); each label gets the first of
+    :data:`_PLACES` whose box stays inside the plot area, overlaps no placed label and no marker, and keeps
+    :data:`_CLEARANCE_PX` from the markers of points farther than :data:`_NEAR_PX`, or no label (None) when none
+    fits: that point is then named by its hover text only.
+
+    Returns:
+        Per point, the Plotly ``textposition`` (or None) and the label box (x0, y0, x1, y1) (or None).
+    """
+    placed: list[tuple[float, float, float, float]] = []
+    positions: list[str | None] = []
+    boxes: list[tuple[float, float, float, float] | None] = []
+    for i, ((x, y), label) in enumerate(zip(px_xy, labels, strict=True)):
+        half_w, half_h = len(label) * _CHAR_PX / 2, _LINE_PX / 2
+        distance = np.hypot(*(px_xy - (x, y)).T)
+        reach = np.where(distance < _NEAR_PX, _MARKER_PX, _MARKER_PX + _CLEARANCE_PX)
+        others = [(ox - r, oy - r, ox + r, oy + r) for j, ((ox, oy), r) in enumerate(zip(px_xy, reach, strict=True))
+                  if j != i]
+        chosen = None
+        for position, (dx, dy) in _PLACES.items():
+            cx, cy = x + dx * (half_w + _MARKER_PX + _GAP_PX), y + dy * (half_h + _MARKER_PX + _GAP_PX)
+            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+            inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
+            if inside and not any(_overlap(box, other) for other in [*placed, *others]):
+                chosen = position, box
+                break
+        positions.append(chosen[0] if chosen else None)
+        boxes.append(chosen[1] if chosen else None)
+        if chosen:
+            placed.append(chosen[1])
+    return positions, boxes
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def scatter_figure(table: pd.DataFrame, x: str, y: str, title: str, log_x: bool = False,
+                   plot_width_px: int = PLOT_WIDTH_PX) -> go.Figure:
+    """One point per row (rows missing x or y are left out), marked by kind, labelled where a label fits.
+
+    Labels never overlap each other or a point and never leave the plot area (:func:`label_boxes`); points whose
+    label does not fit are named on hover, and the title says how many.
+    """
+    # Labels go to models first, then gated pipelines, then variants, each best first.
     data = table.dropna(subset=[x, y])
-    return px.scatter(data, x=x, y=y, text="model", log_x=log_x, title=title).update_traces(textposition="top center")
+    data = data.assign(_kind=data["kind"].map({k: i for i, k in enumerate(KIND_STYLE)}).fillna(len(KIND_STYLE)))
+    data = data.sort_values(["_kind", y], ascending=[True, False], kind="stable")
+    fig = go.Figure()
+    if data.empty:
+        return fig.update_layout(title=title)
+    xs = np.log10(data[x].to_numpy(float)) if log_x else data[x].to_numpy(float)
+    ys = data[y].to_numpy(float)
+    (x0, x1), (y0, y1) = _span(xs), _span(ys)
+    height = SCATTER_HEIGHT - SCATTER_MARGIN["t"] - SCATTER_MARGIN["b"]
+    px_xy = np.column_stack([(xs - x0) / (x1 - x0) * plot_width_px, (ys - y0) / (y1 - y0) * height])
+    positions, _ = label_boxes(px_xy, data["model"].tolist(), plot_width_px, height)
+    data = data.assign(_position=[p or "top center" for p in positions],
+                       _text=[m if p else "" for m, p in zip(data["model"], positions, strict=True)])
+    x_label, y_label = LABELS.get(x, x), LABELS.get(y, y).replace(" (95% CI)", "")
+    x_format = ".3s" if x == "params" else ".4g"  # 4.4M parameters, not 4400000
+    for _, part in data.groupby("_kind", sort=True):
+        kind = part["kind"].iloc[0]
+        symbol, colour = KIND_STYLE.get(kind, ("circle", "#555555"))
+        fig.add_trace(go.Scatter(
+            x=part[x], y=part[y], mode="markers+text", name=kind, text=part["_text"],
+            textposition=part["_position"].tolist(), cliponaxis=False, customdata=part[["model"]],
+            marker={"symbol": symbol, "color": colour, "size": 2 * _MARKER_PX},
+            textfont={"size": FONT_PX}, hovertemplate=f"%{{customdata[0]}}<br>{x_label}: %{{x:{x_format}}}<br>"
+                                                      f"{y_label}: %{{y:.3f}}<extra></extra>"))
+    hidden = sum(p is None for p in positions)
+    if hidden:
+        title += f"<br><sup>{hidden} of {len(positions)} labels left out where they would overlap: hover a point</sup>"
+    fig.update_xaxes(title=x_label, type="log" if log_x else "linear", range=[x0, x1],
+                     tickformat="~s" if x == "params" else None)
+    fig.update_yaxes(title=y_label, range=[y0, y1])
+    return fig.update_layout(title=title, height=SCATTER_HEIGHT, margin=SCATTER_MARGIN,
+                             legend={"orientation": "h", "y": -0.18})
 
 
 def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
-    """Grouped bars: mean per-patient Dice per institution and model."""
-    return px.bar(breakdown, x="institution", y="dice", color="model", barmode="group", hover_data=["patients"],
-                  title="Mean per-patient Dice by institution").update_yaxes(range=[0, 1])
+    """Grouped bars: mean per-patient Dice per institution and model, with 95% CI whiskers and patient counts."""
+    data = breakdown.assign(plus=breakdown["ci_high"] - breakdown["dice"],
+                            minus=breakdown["dice"] - breakdown["ci_low"])
+    fig = px.bar(data, x="institution", y="dice", color="model", barmode="group", error_y="plus",
+                 error_y_minus="minus", hover_data={"patients": True, "plus": False, "minus": False},
+                 labels={"dice": "mean per-patient Dice", "institution": "institution", "patients": "patients"},
+                 title="Mean per-patient Dice by institution (whiskers: 95% CI over patients; none for one patient)")
+    return fig.update_yaxes(range=[0, 1.05])
 
 
 # The matrix reads from the row model's side: "A better" in an ordered pair means the row model is better.
@@ -127,21 +493,33 @@ def _ci_text(value: float, ci: list[float]) -> str:
 
 
 def _training_text(record: ModelRecord) -> str:
+    """How a README row was trained: its protocol, input, options and cost (CPU time where recorded)."""
     t = record.config["training"]
+    if "parts" in t:
+        return f"assembled from {', '.join(f'`{p}`' for p in t['parts'])}, no training of its own"
     parts = [f"{t['crop']}² crops" if t.get("crop") else f"whole slice at {t.get('input_size') or 256}²"]
     if record.config.get("arch_kwargs", {}).get("standardize"):
         parts.append("per-slice std.")
     if t.get("pos_weight") is not None:
         parts.append(f"pos_weight {t['pos_weight']}")
-    return f"{', '.join(parts)}, {t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min"
+    if t.get("encoder_init"):
+        parts.append(f"encoder from `{Path(t['encoder_init']).name}`")
+    cost = (f"{t['epochs_run']} ep / {t['cpu_time_s'] / 60:.0f} CPU-min" if t.get("cpu_time_s")
+            else f"{t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min")
+    return f"{t.get('protocol') or EARLIER}: {', '.join(parts)}, {cost}"
+
+
+def _reproduce(record: ModelRecord) -> str:
+    t = record.config["training"]
+    if "parts" in t:
+        return f"`lgg assemble {record.config['arch']} artifacts/{record.name} " + " ".join(
+            f"artifacts/{p}" for p in t["parts"]) + "`"
+    return f"`train/zoo.sh {record.name}`"
 
 
 def gated_patient_dice(classifier: EvalTables, segmenter: EvalTables) -> float:
     """Mean per-patient volume Dice of the classifier-gated segmenter, exactly, from the two slice tables."""
-    table = gated_slices(classifier.slices, raw_slices(segmenter.slices))
-    sums = table.groupby("patient")[["tp", "fp", "fn"]].sum()
-    total = 2 * sums["tp"] + sums["fp"] + sums["fn"]
-    return float((2 * sums["tp"] / total.where(total > 0)).fillna(1.0).mean())
+    return float(gated_patients(classifier, segmenter)["dice"].mean())
 
 
 def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
@@ -169,16 +547,33 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
-            f"| {raw['presence_accuracy']:.3f} |{gated} `train/zoo.sh {record.name}` |")
+            f"| {raw['presence_accuracy']:.3f} |{gated} {_reproduce(record)} |")
     if cls:
         lines += ["", "| classifier | params | training (CPU) | accuracy (95% CI) | AUROC (95% CI) | F1 | reproduce |",
                   "|---|---:|---|---|---|---:|---|"]
         for record, tables in cls:
             raw = tables.summary["variants"]["raw"]
-            t = record.config["training"]
             lines.append(
-                f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M "
-                f"| whole slice at {t.get('input_size') or 256}², {t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min "
+                f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M | {_training_text(record)} "
                 f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
-                f"| {raw['f1']:.3f} | `train/zoo.sh {record.name}` |")
+                f"| {raw['f1']:.3f} | {_reproduce(record)} |")
+    return "\n".join(lines)
+
+
+
+def variants_markdown(table: pd.DataFrame) -> str:
+    """A markdown table of the post-processing variants and gated pipelines of :func:`leaderboard`, best first."""
+    rows = table[(table["task"] == "segment") & (table["kind"] != MODEL) & table["patient_dice"].notna()]
+    if rows.empty:
+        return ""
+    lines = ["Post-processing variants and classifier-gated pipelines on the same held-out patients (95% CIs: "
+             "bootstrap over patients):", "",
+             "| model | kind | patients | per-patient Dice (95% CI) | tumor-slice Dice (95% CI) | HD95 px "
+             "| slice presence acc. |", "|---|---|---:|---|---|---:|---:|"]
+    for r in rows.itertuples(index=False):
+        lines.append(
+            f"| `{r.model}` | {r.kind} | {r.patients:.0f} "
+            f"| {_value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} "
+            f"| {_value_ci(r.tumor_slice_dice, r.tumor_slice_dice_low, r.tumor_slice_dice_high)} "
+            f"| {r.hd95:.1f} | {r.accuracy:.3f} |")
     return "\n".join(lines)

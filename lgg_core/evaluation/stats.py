@@ -18,6 +18,10 @@ verdict at alpha 0.05 after Holm. The CIs are not adjusted for multiplicity.
 Pairs are unordered, because ``k`` models make ``k(k-1)/2`` two-sided tests and that is the count Holm corrects for;
 A is the model with the better mean over its own patients. :func:`ordered_pairs` gives both orientations of each
 pair, for a row-versus-column matrix.
+
+The per-patient tables behind the leaderboard's other rows live here too: a post-processing variant's
+(:func:`variant_patients`), a classifier-gated pipeline's, derived exactly from the two models' slice tables
+(:func:`gated_patients`), and per-group means with bootstrap CIs over patients (:func:`mean_ci_by`).
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata, wilcoxon
 
-from lgg_core.evaluation.failures import KEYS, raw_slices
+from lgg_core.evaluation.failures import KEYS, gated_slices, raw_slices
 from lgg_core.evaluation.metrics import bootstrap_ci
 
 if TYPE_CHECKING:  # lgg_core.serving.records imports torch; this module only needs the type
@@ -70,6 +74,50 @@ def patient_hd95(evals: dict[str, EvalTables]) -> pd.DataFrame:
 def patient_values(evals: dict[str, EvalTables], metric: str) -> pd.DataFrame:
     """Long table (model, patient, ``metric``) for a key of :data:`HIGHER_IS_BETTER`."""
     return patient_dice(evals) if metric == "dice" else patient_hd95(evals)
+
+
+def variant_patients(tables: EvalTables, variant: str = "raw") -> pd.DataFrame:
+    """Per-patient table (patient, institution, dice) of one variant of ``eval/patients.csv`` (raw, lcc, tta)."""
+    patients = tables.patients[tables.patients["variant"] == variant]
+    return patients[["patient", "institution", "dice"]].reset_index(drop=True)
+
+
+def gated_patients(classifier: EvalTables, segmenter: EvalTables, threshold: float = 0.5) -> pd.DataFrame:
+    """Per-patient table (patient, institution, dice) of the classifier-gated segmenter, from the slice tables.
+
+    Exact, with no model run: a rejected slice keeps no mask (:func:`~lgg_core.evaluation.failures.gated_slices`),
+    and the volume Dice of a patient is 2·TP / (2·TP + FP + FN) over its slices, 1 when both volumes are empty.
+    Only patients that both models were evaluated on are kept.
+    """
+    table = gated_slices(classifier.slices, raw_slices(segmenter.slices), threshold)
+    sums = table.groupby(["patient", "institution"], as_index=False)[["tp", "fp", "fn"]].sum()
+    total = 2 * sums["tp"] + sums["fp"] + sums["fn"]
+    sums["dice"] = (2 * sums["tp"] / total.where(total > 0)).fillna(1.0)
+    return sums[["patient", "institution", "dice"]]
+
+
+def mean_ci_by(values: pd.DataFrame, by: list[str], column: str = "dice", n_boot: int = 2000,
+               seed: int = 0) -> pd.DataFrame:
+    """Per group: patients n, the mean of ``column`` and its percentile bootstrap 95% CI over the group's patients.
+
+    Args:
+        values: long table with one row per patient and group, e.g. (model, patient, institution, dice).
+        by: the grouping columns.
+        column: the per-patient value.
+        n_boot: bootstrap resamples per group.
+        seed: bootstrap seed (every group uses it).
+
+    Returns:
+        Columns ``by`` + patients, mean, ci_low, ci_high; the CI is NaN for a single patient (no spread to
+        resample) and the mean NaN for none.
+    """
+    rows = []
+    for key, group in values.groupby(by, sort=True):
+        kept = group[column].dropna().to_numpy(float)
+        low, high = bootstrap_ci(kept, n_boot=n_boot, seed=seed) if kept.size > 1 else (np.nan, np.nan)
+        rows.append({**dict(zip(by, key, strict=True)), "patients": int(kept.size),
+                     "mean": float(kept.mean()) if kept.size else np.nan, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*by, "patients", "mean", "ci_low", "ci_high"])
 
 
 def holm(p: ArrayLike) -> np.ndarray:

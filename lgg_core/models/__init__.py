@@ -5,7 +5,7 @@ Importing this package registers all models.
 from __future__ import annotations
 
 from . import attention_unet, baselines, classifiers, segnet, smp_models, unet  # noqa: F401  (register models)
-from .composite import EMPTY_LOGIT, GatedSegmenter, MajorityVote, assemble
+from .composite import EMPTY_LOGIT, GatedSegmenter, MajorityVote, assemble, composite_kwargs
 from .hub_model import ArtifactError, LGGModel, check_artifact, check_config, read_config
 from .registry import (
     TASKS,
@@ -30,6 +30,7 @@ __all__ = [
     "assemble",
     "check_artifact",
     "check_config",
+    "composite_kwargs",
     "count_parameters",
     "create_model",
     "get_entry",

@@ -101,6 +101,27 @@ def gated(
     return GatedSegmenter(classifier, segmenter, classifier_kwargs, segmenter_kwargs, threshold)
 
 
+def composite_kwargs(arch: str, parts: Sequence[tuple[str, dict]]) -> dict:
+    """The ``arch_kwargs`` of an ``ensemble`` or ``gated`` model made of ``parts`` ((arch, arch_kwargs) pairs).
+
+    Raises:
+        ValueError: another ``arch``, a part of the wrong task, or ``gated`` without exactly [classifier, segmenter].
+    """
+    if arch == "ensemble":
+        for name, _ in parts:
+            _require_task(name, "classify", "ensemble member")
+        return {"members": [a for a, _ in parts], "member_kwargs": [dict(k) for _, k in parts]}
+    if arch == "gated":
+        if len(parts) != 2:
+            raise ValueError(f"gated needs parts [classifier, segmenter], got {len(parts)} parts")
+        (classifier, classifier_kwargs), (segmenter, segmenter_kwargs) = parts
+        _require_task(classifier, "classify", "the gate (first part)")
+        _require_task(segmenter, "segment", "the segmenter (second part)")
+        return {"classifier": classifier, "classifier_kwargs": dict(classifier_kwargs),
+                "segmenter": segmenter, "segmenter_kwargs": dict(segmenter_kwargs)}
+    raise ValueError(f"assemble supports 'ensemble' and 'gated', got {arch!r}")
+
+
 def assemble(arch: str, parts: Sequence[LGGModel], **kwargs) -> LGGModel:
     """Combine separately trained models into an ``ensemble`` or ``gated`` model, copying their weights.
 
@@ -112,21 +133,7 @@ def assemble(arch: str, parts: Sequence[LGGModel], **kwargs) -> LGGModel:
     Returns:
         The combined model, in eval mode.
     """
-    if arch == "ensemble":
-        arch_kwargs = {"members": [p.arch for p in parts], "member_kwargs": [dict(p.arch_kwargs) for p in parts]}
-    elif arch == "gated":
-        if len(parts) != 2:
-            raise ValueError(f"gated needs parts [classifier, segmenter], got {len(parts)} parts")
-        classifier, segmenter = parts
-        arch_kwargs = {
-            "classifier": classifier.arch,
-            "classifier_kwargs": dict(classifier.arch_kwargs),
-            "segmenter": segmenter.arch,
-            "segmenter_kwargs": dict(segmenter.arch_kwargs),
-        }
-    else:
-        raise ValueError(f"assemble supports 'ensemble' and 'gated', got {arch!r}")
-    model = LGGModel(arch, {**arch_kwargs, **kwargs})
+    model = LGGModel(arch, {**composite_kwargs(arch, [(p.arch, p.arch_kwargs) for p in parts]), **kwargs})
     targets = model.net.members if arch == "ensemble" else [model.net.classifier, model.net.segmenter]
     for target, part in zip(targets, parts):
         target.load_state_dict(part.net.state_dict())

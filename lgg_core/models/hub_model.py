@@ -8,6 +8,11 @@ A saved artifact is untrusted input (a catalog entry, a Hub repo): loading check
 (known keys only, pretrained downloads forced off, bounded input size) and the weights file's header against the
 model before anything is allocated, so an artifact can neither reach the network nor make the host build something
 huge.
+
+Weights are stored as float32, float16, or int8 per channel (``weights_dtype=torch.int8``): every floating tensor
+with two or more dimensions (conv and linear weights) becomes int8 rows along dim 0 with one float32 scale per row,
+stored as the tensor ``<key>::scale``; 1-D tensors (biases, BatchNorm) are float16 and integer buffers stay as they
+are. The file's metadata names the scheme, and loading dequantizes into the float32 model.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .registry import create_model, get_entry
@@ -31,6 +36,10 @@ MAX_PARAMS = 150_000_000  # the largest registry model (the classifier ensemble)
 INPUT_SIZES = (32, 512)  # training.input_size bounds: the slices are 256², inference memory grows with its square
 # Builder arguments that download weights; a saved artifact brings its own, so they are always off when loading.
 _DOWNLOAD_OFF = {"encoder_weights": None, "pretrained": False}
+# safetensors metadata key naming how the weights are stored; absent for plain float files.
+QUANTIZATION_KEY = "lgg_quantization"
+INT8_PER_CHANNEL = "int8-per-channel"
+SCALE_SUFFIX = "::scale"  # no registry module has ":" in its name, so "<key>::scale" is never a model's own key
 # Composite builders name other registry models and carry their kwargs: (arch key, kwargs key) pairs.
 _PARTS = {"ensemble": (("members", "member_kwargs"),),
           "gated": (("classifier", "classifier_kwargs"), ("segmenter", "segmenter_kwargs"))}
@@ -82,16 +91,13 @@ class LGGModel(
             save_directory: Target folder, created if missing.
             config: Extra JSON keys stored next to ``arch`` and ``arch_kwargs`` (e.g. a ``"training"`` dict).
             weights_dtype: Cast floating-point tensors to this dtype (e.g. ``torch.float16`` halves the
-                file); integer buffers are left alone.
+                file; ``torch.int8`` stores int8 per channel, see :func:`save_weights`); integer buffers are left
+                alone.
             model_card_kwargs: Passed to the model card template.
         """
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
-        state = {
-            key: (t.to(weights_dtype) if weights_dtype is not None and t.is_floating_point() else t).contiguous()
-            for key, t in self.state_dict().items()
-        }
-        save_file(state, save_directory / SAFETENSORS_SINGLE_FILE, metadata={"format": "pt"})
+        save_weights(self.state_dict(), save_directory / SAFETENSORS_SINGLE_FILE, weights_dtype)
         full_config = {**(config or {}), "arch": self.arch, "arch_kwargs": self.arch_kwargs}
         (save_directory / CONFIG_NAME).write_text(json.dumps(full_config, indent=2, sort_keys=True))
         card_path = save_directory / "README.md"
@@ -132,7 +138,7 @@ class LGGModel(
         model = cls(arch, build_kwargs)
         model.arch_kwargs = dict(saved_kwargs)  # re-saving keeps what the artifact recorded (e.g. ImageNet init)
         # load_state_dict copies into the existing float32 parameters, so fp16 files come back as float32.
-        model.load_state_dict(load_file(weights_file), strict=strict)
+        model.load_state_dict(load_weights(weights_file), strict=strict)
         return model.to(map_location).eval()
 
 
@@ -209,32 +215,179 @@ def check_config(config: dict[str, Any]) -> None:
         raise ArtifactError(f"config.json training.input_size must be an integer in {INPUT_SIZES}, got {size!r}")
 
 
-def check_weights(arch: str, build_kwargs: dict[str, Any], weights_file: str | Path) -> None:
-    """Compare the safetensors header with the model ``arch`` would build, before allocating either.
+def _kind(dtype: str | torch.dtype) -> str:
+    """``"float"``, ``"int8"`` or ``"int"``: what a stored tensor must be, whatever its width (a safetensors dtype
+    name such as ``"F16"`` or a torch dtype)."""
+    if isinstance(dtype, torch.dtype):
+        return "float" if dtype.is_floating_point else "int8" if dtype == torch.int8 else "int"
+    return "float" if dtype.startswith("F") or dtype == "BF16" else "int8" if dtype == "I8" else "int"
+
+
+def _is_quantized(t: torch.Tensor) -> bool:
+    """Whether int8 per channel stores ``t`` as int8 rows: floating with two or more dimensions (conv, linear)."""
+    return t.is_floating_point() and t.ndim >= 2
+
+
+def _scheme(metadata: dict[str, str] | None, weights_file: str | Path) -> str | None:
+    """The quantization a weights file's metadata declares (None: plain floats).
 
     Raises:
-        ArtifactError: not a safetensors file (a pickle, truncated), too many parameters, or tensors that do not
-            match the model's.
+        ArtifactError: a scheme this version cannot read.
+    """
+    scheme = (metadata or {}).get(QUANTIZATION_KEY)
+    if scheme not in (None, INT8_PER_CHANNEL):
+        raise ArtifactError(f"{weights_file} declares {QUANTIZATION_KEY}={scheme!r}; "
+                            f"only plain float weights and {INT8_PER_CHANNEL!r} can be loaded")
+    return scheme
+
+
+def storage_layout(state: dict[str, torch.Tensor], scheme: str | None) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The (kind, shape) of every tensor a weights file of ``state`` holds under ``scheme`` (see :func:`_kind`).
+
+    Only shapes and dtypes are read, so ``state`` may live on the meta device.
+    """
+    layout = {}
+    for key, t in state.items():
+        if scheme == INT8_PER_CHANNEL and _is_quantized(t):
+            layout[key] = ("int8", tuple(t.shape))
+            layout[key + SCALE_SUFFIX] = ("float", (t.shape[0],))
+        else:
+            layout[key] = (_kind(t.dtype), tuple(t.shape))
+    return layout
+
+
+def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row along dim 0 (the output channel of conv and linear weights, the input channel of
+    transposed convs).
+
+    Returns:
+        (int8 tensor of ``t``'s shape, float32 scale per row); ``q * scale`` is within half a scale of ``t``.
+
+    Raises:
+        ValueError: ``t`` holds NaN or infinite values.
+    """
+    rows = t.detach().float().reshape(t.shape[0], -1)
+    if not torch.isfinite(rows).all():
+        raise ValueError("cannot quantize non-finite weights")
+    scale = rows.abs().amax(dim=1) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row is exact with any scale
+    q = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.reshape(t.shape), scale
+
+
+def save_weights(state: dict[str, torch.Tensor], path: str | Path, weights_dtype: torch.dtype | None = None) -> None:
+    """Write a state dict to a safetensors file, floating tensors stored as ``weights_dtype`` (None: as they are).
+
+    ``torch.int8`` means int8 per channel: floating tensors of two or more dimensions become int8 rows with a float32
+    scale each (``<key>::scale``, see :func:`quantize_rows`), other floating tensors float16; the metadata records
+    the scheme. Integer buffers are always left alone.
+
+    Raises:
+        ValueError: ``weights_dtype`` is neither floating nor ``torch.int8``, or a tensor to quantize is not finite.
+    """
+    if weights_dtype is not None and not (weights_dtype.is_floating_point or weights_dtype == torch.int8):
+        raise ValueError(f"weights_dtype must be a floating dtype or torch.int8, got {weights_dtype}")
+    int8 = weights_dtype == torch.int8
+    tensors, metadata = {}, {"format": "pt"}
+    for key, t in state.items():
+        if int8 and _is_quantized(t):
+            tensors[key], tensors[key + SCALE_SUFFIX] = quantize_rows(t)
+        elif weights_dtype is not None and t.is_floating_point():
+            tensors[key] = t.to(torch.float16 if int8 else weights_dtype)
+        else:
+            tensors[key] = t
+    if int8:
+        metadata[QUANTIZATION_KEY] = INT8_PER_CHANNEL
+    save_file({key: t.contiguous() for key, t in tensors.items()}, str(path), metadata=metadata)
+
+
+def stored_quantization(weights_file: str | Path) -> str | None:
+    """The quantization scheme of a weights file (``"int8-per-channel"``), or None for plain float weights.
+
+    Raises:
+        ArtifactError: not a readable safetensors file, or a scheme this version cannot read.
     """
     try:
         with safe_open(str(weights_file), framework="pt") as f:
-            header = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            metadata = f.metadata()
     except (SafetensorError, OSError) as err:
         raise ArtifactError(f"{weights_file} is not a readable safetensors file: {err}") from None
-    n_params = sum(int(torch.Size(shape).numel()) for shape in header.values())
+    return _scheme(metadata, weights_file)
+
+
+def load_weights(weights_file: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a safetensors weights file; int8-per-channel tensors come back dequantized to float32.
+
+    Check the header first (:func:`check_weights`): this reads every tensor.
+
+    Raises:
+        ArtifactError: an unknown scheme, or an int8 tensor without a scale of one value per row, or a scale
+            without its tensor.
+    """
+    with safe_open(str(weights_file), framework="pt") as f:
+        scheme = _scheme(f.metadata(), weights_file)
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    if scheme is None:
+        return tensors
+    state = {}
+    for key, t in tensors.items():
+        if key.endswith(SCALE_SUFFIX):
+            base = tensors.get(key.removesuffix(SCALE_SUFFIX))
+            if base is None or base.dtype != torch.int8:
+                raise ArtifactError(f"{weights_file}: scale {key} belongs to no int8 tensor")
+            continue
+        if t.dtype != torch.int8:
+            state[key] = t
+            continue
+        # check_weights compares this with the model; a builder it cannot run on the meta device relies on this.
+        scale = tensors.get(key + SCALE_SUFFIX)
+        if t.ndim < 2 or scale is None or not scale.is_floating_point() or tuple(scale.shape) != (t.shape[0],):
+            raise ArtifactError(f"{weights_file}: int8 tensor {key} {tuple(t.shape)} needs a floating "
+                                f"{key + SCALE_SUFFIX} of shape ({t.shape[0] if t.ndim else '?'},)")
+        state[key] = t.float() * scale.float().reshape(-1, *[1] * (t.ndim - 1))
+    return state
+
+
+def check_weights(arch: str, build_kwargs: dict[str, Any], weights_file: str | Path) -> None:
+    """Compare the safetensors header with the model ``arch`` would build, before allocating either.
+
+    Each tensor must have the model's shape and kind (float, or int8 with a per-row scale in an int8-per-channel
+    file; see :func:`storage_layout`).
+
+    Raises:
+        ArtifactError: not a safetensors file (a pickle, truncated), an unknown quantization, too many parameters,
+            or tensors that do not match the model's.
+    """
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            metadata = f.metadata()
+            header = {}
+            for key in f.keys():
+                tensor = f.get_slice(key)
+                header[key] = (_kind(tensor.get_dtype()), tuple(tensor.get_shape()))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(f"{weights_file} is not a readable safetensors file: {err}") from None
+    scheme = _scheme(metadata, weights_file)
+    n_params = sum(int(torch.Size(shape).numel()) for _, shape in header.values())
     if n_params > MAX_PARAMS:
         raise ArtifactError(f"{weights_file} holds {n_params:,} values; at most {MAX_PARAMS:,} are loaded")
     try:
         # The meta device allocates nothing, so even a config asking for a huge network costs no memory here.
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in LGGModel(arch, build_kwargs).state_dict().items()}
+            expected = storage_layout(LGGModel(arch, build_kwargs).state_dict(), scheme)
     except (RuntimeError, NotImplementedError):
         return  # a builder that reads tensor values (smp's MiT); the size bound above still holds
     except (TypeError, ValueError) as err:
         raise ArtifactError(f"cannot build {arch} with {build_kwargs}: {err}") from None
     if header != expected:
-        diff = sorted(set(header.items()) ^ set(expected.items()))[:3]
-        raise ArtifactError(f"{weights_file} does not match {arch} {build_kwargs}: first differences {diff}")
+        unexpected, missing = sorted(set(header) - set(expected)), sorted(set(expected) - set(header))
+        wrong = [k for k in sorted(set(header) & set(expected)) if header[k] != expected[k]]
+        problems = ([f"unexpected tensors {', '.join(unexpected[:3])}"] if unexpected else []) + (
+            [f"missing tensors {', '.join(missing[:3])}"] if missing else []) + [
+            f"{k} is {' '.join(map(str, header[k]))} in the file, {' '.join(map(str, expected[k]))} in the model"
+            for k in wrong[:3]]
+        stored = f" stored {scheme}" if scheme else ""
+        raise ArtifactError(f"{weights_file} does not match {arch} {build_kwargs}{stored}: {'; '.join(problems)}")
 
 
 def check_artifact(folder: str | Path) -> dict[str, Any]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
-from safetensors.torch import load_file
 
-from .hub_model import ArtifactError, LGGModel, check_artifact
+from .hub_model import ArtifactError, LGGModel, check_artifact, load_weights
 
 
 def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) -> int:
@@ -30,7 +29,7 @@ def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) ->
     encoder = getattr(model.net, "encoder", None)
     if encoder is None:
         raise ValueError(f"{model.arch} has no encoder to initialise")
-    state = load_file(Path(classifier_dir) / SAFETENSORS_SINGLE_FILE)
+    state = load_weights(Path(classifier_dir) / SAFETENSORS_SINGLE_FILE)
     backbone = {key.removeprefix("net."): t for key, t in state.items()}
     target = encoder.state_dict()
     missing = sorted(k for k in target if k not in backbone or backbone[k].shape != target[k].shape)

@@ -7,19 +7,32 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 
-from lgg_core.models import LGGModel, check_config, count_parameters, model_info, read_config
+from lgg_core.models import (
+    ArtifactError,
+    LGGModel,
+    assemble,
+    check_artifact,
+    check_config,
+    composite_kwargs,
+    count_parameters,
+    model_info,
+    read_config,
+)
 from lgg_core.data.splits import save_split
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
 DATASET_ID = "mateuszbuda/lgg-mri-segmentation"
+# Builder options of a composite that are not its parts (gated: the classifier probability that keeps a mask).
+_COMPOSITE_EXTRAS = {"threshold"}
 _STARTED = time.time()  # about when this process started: see _remove_stale_copies
 
 
@@ -85,6 +98,37 @@ def _replace_dir(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_copy(src: str | Path, dest: str | Path, skip: Collection[str] = ()) -> Iterator[Path]:
+    """A copy of the artifact ``src`` to change in a temp folder beside ``dest`` (``.<name>.tmp-<pid>``).
+
+    Inside the block, :func:`commit_copy` moves it into place as ``dest``; whatever is left at the end (a rejected
+    change, a failure) is deleted, so ``dest`` is either untouched or replaced whole. Stale copies of crashed writes
+    are removed first.
+
+    Args:
+        src: The artifact folder to copy.
+        dest: Where the changed copy goes (``src`` itself to change it in place).
+        skip: Names of top-level files not copied (files derived from what changes).
+    """
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_copies(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, ignore=lambda folder, names: [n for n in names if n in skip and Path(folder) == src])
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit_copy(tmp: Path, dest: str | Path) -> None:
+    """Move a folder from :func:`staged_copy` into place as ``dest``, its files with ordinary modes."""
+    _default_file_modes(tmp)
+    _replace_dir(tmp, Path(dest))
+
+
 def write_artifact(
     out_dir: str | Path,
     model: LGGModel,
@@ -127,19 +171,133 @@ def write_artifact(
 def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[LGGModel, dict[str, Any]]:
     """Load an artifact folder (safetensors only) in eval mode; returns (model, config).
 
+    A reference artifact (an ``ensemble`` or ``gated`` model written by :func:`write_reference`) is assembled from
+    the artifacts it names.
+
     Raises:
-        FileNotFoundError: the folder lacks config.json or model.safetensors.
+        FileNotFoundError: the folder lacks config.json, or the weights (of a part) are not there; the message says
+            how to get them.
         ArtifactError: the config or weights fail the checks of :func:`lgg_core.models.check_artifact`.
     """
     path = Path(path)
-    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a model artifact: it needs config.json and model.safetensors")
     # The config is checked here because the Hub mixin parses it itself; the weights' header is checked (once) by
     # LGGModel's loader before it builds anything.
     config = read_config(path)
     check_config(config)
+    if "parts" in config:
+        parts = [load_artifact(part, device)[0] for part in part_dirs(path, config)]
+        extra = {k: v for k, v in config["arch_kwargs"].items() if k in _COMPOSITE_EXTRAS}
+        return assemble(config["arch"], parts, **extra).to(device).eval(), config
+    if not (path / SAFETENSORS_SINGLE_FILE).is_file():
+        raise FileNotFoundError(missing_weights_message(path))
     model = LGGModel.from_pretrained(path).to(device).eval()
     return model, config
+
+
+def missing_weights_message(path: Path) -> str:
+    """Why an artifact cannot run, and the commands that bring its weights."""
+    return (f"{path.name} ships its evaluation record only: its weights are not bundled (size budget). Train them "
+            f"with `train/zoo.sh {path.name}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
+
+
+def part_dirs(folder: str | Path, config: dict[str, Any]) -> list[Path]:
+    """The artifact folders a reference artifact is made of: sibling folders named in ``config["parts"]``.
+
+    Raises:
+        ArtifactError: ``parts`` is not a list of ``"../<name>"`` entries.
+    """
+    parts = config.get("parts")
+    folder = Path(folder).resolve()
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
+        raise ArtifactError(f"{folder}/config.json parts must be a list of sibling folders such as '../resnet50'")
+    paths = [(folder / p).resolve() for p in parts]
+    # Only siblings: a config from elsewhere must not make the app open arbitrary folders.
+    if outside := [p for p, path in zip(parts, paths) if path.parent != folder.parent or path == folder]:
+        raise ArtifactError(f"{folder}/config.json parts {outside} are not sibling artifact folders")
+    return paths
+
+
+def inspect_artifact(folder: str | Path) -> tuple[dict[str, Any], bool]:
+    """(config, whether its weights are all present) of an artifact, once everything present passes the checks.
+
+    An artifact without weights still has its evaluation record (config, split, eval/ tables, predicted masks):
+    the app shows those and says how to get the weights.
+
+    Raises:
+        ArtifactError: the config, a part or a weights header cannot be loaded safely.
+        OSError: config.json is missing or unreadable.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    check_config(config)
+    if "parts" not in config:
+        if not (folder / SAFETENSORS_SINGLE_FILE).is_file():
+            return config, False
+        return check_artifact(folder), True
+    present = True
+    parts = []
+    for part in part_dirs(folder, config):
+        part_config, part_present = inspect_artifact(part)
+        if "parts" in part_config:
+            raise ArtifactError(f"{folder}: part {part.name} is itself made of parts; nesting is not supported")
+        parts.append((part_config["arch"], part_config.get("arch_kwargs") or {}))
+        present &= part_present
+    expected = composite_kwargs(config["arch"], parts)
+    recorded = {k: v for k, v in config["arch_kwargs"].items() if k not in _COMPOSITE_EXTRAS}
+    if recorded != expected:
+        raise ArtifactError(f"{folder}: its parts no longer match its config (retrained with other settings?); "
+                            "write it again with `lgg assemble`")
+    return config, present
+
+
+def write_reference(out_dir: str | Path, arch: str, parts: list[str | Path], overwrite: bool = False,
+                    **kwargs: Any) -> Path:
+    """Write an ``ensemble`` or ``gated`` artifact that names its trained parts instead of copying their weights.
+
+    Every part must be a sibling folder trained on the same split; the new artifact gets that split, a training
+    record summing the parts' costs, and a card. Evaluate it with ``lgg evaluate`` like any artifact.
+
+    Raises:
+        ValueError: the parts are not siblings, differ in split, data or input size, or do not fit ``arch``.
+        FileExistsError: ``out_dir`` was evaluated and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    check_overwrite(out_dir, overwrite)
+    relative = [f"../{Path(p).name}" for p in parts]
+    paths = part_dirs(out_dir, {"parts": relative})
+    if any(Path(p).resolve() != q for p, q in zip(parts, paths)):
+        raise ValueError(f"the parts of {out_dir.name} must be folders beside it ({out_dir.parent})")
+    configs = [inspect_artifact(p)[0] for p in paths]
+    splits = [json.loads((p / "split.json").read_text()) for p in paths]
+    trainings = [c["training"] for c in configs]
+    for key, values in {"split": [s.get("roles") for s in splits],
+                        "dataset": [t["dataset_hash"] for t in trainings],
+                        "input size": [t.get("input_size") for t in trainings]}.items():
+        if any(v != values[0] for v in values):
+            raise ValueError(f"the parts of {out_dir.name} differ in {key}; a composite needs one")
+    arch_kwargs = {**composite_kwargs(arch, [(c["arch"], c.get("arch_kwargs") or {}) for c in configs]), **kwargs}
+    if unknown := sorted(set(kwargs) - _COMPOSITE_EXTRAS):
+        raise ValueError(f"unknown options {unknown} for {arch}; accepted: {sorted(_COMPOSITE_EXTRAS)}")
+    first = trainings[0]
+    training = {
+        "task": model_info(arch)["task"], "parts": [p.name for p in paths], "fold": first["fold"],
+        "k": first.get("k"), "split_seed": first.get("split_seed"),
+        "patients": first["patients"], "dataset_hash": first["dataset_hash"], "input_size": first.get("input_size"),
+        "protocol": first.get("protocol") if all(t.get("protocol") == first.get("protocol") for t in trainings)
+        else None, "split_file": "split.json",
+        **{k: round(sum(t.get(k) or 0 for t in trainings), 1) for k in ("wall_time_s", "cpu_time_s")},
+    }
+    config = {"arch": arch, "arch_kwargs": arch_kwargs, "task": training["task"], "parts": relative,
+              "params": sum(c["params"] for c in configs), "training": training}
+    check_config(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / "eval", ignore_errors=True)
+    write_json(out_dir / "config.json", config)
+    shutil.copyfile(paths[0] / "split.json", out_dir / "split.json")
+    (out_dir / "README.md").write_text(render_card(config))
+    return out_dir
 
 
 def _write_atomically(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -190,6 +348,7 @@ def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, m
         "arch": config["arch"], "arch_kwargs": json.dumps(config.get("arch_kwargs") or {}), "task": config["task"],
         "params": f"{config['params']:,}", "n_test": t["patients"]["test"], "n_val": t["patients"]["val"],
         "n_train": t["patients"]["train"], "wall_time_min": round(t["wall_time_s"] / 60, 1),
+        "cpu_time_min": round(t["cpu_time_s"] / 60, 1) if t.get("cpu_time_s") else None,
         "metrics_table": metrics_table,
     }
     card = ModelCard.from_template(card_data, template_path=str(TEMPLATE), **fields)

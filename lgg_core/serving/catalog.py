@@ -98,12 +98,12 @@ def resolve_entry(entry: CatalogEntry, *, local_files_only: bool = False) -> Pat
         CatalogError: The local folder is not an artifact, or the Hub entry cannot be pulled (message says why).
     """
     if entry.path is not None:
-        missing = [name for name in ("config.json", "model.safetensors") if not (entry.path / name).is_file()]
-        if missing:
+        # Weights may be absent: an evaluation record without them is still shown (see records.weights_problem).
+        if not (entry.path / "config.json").is_file():
             if not entry.path.is_dir():
                 raise CatalogError(f"catalog model {entry.name!r}: artifact folder {entry.path} does not exist "
                                    "(not trained yet?)")
-            raise CatalogError(f"catalog model {entry.name!r}: {entry.path} lacks {', '.join(missing)}")
+            raise CatalogError(f"catalog model {entry.name!r}: {entry.path} lacks config.json")
         return entry.path
     try:
         return pull(entry.repo_id, entry.revision, local_files_only=local_files_only)

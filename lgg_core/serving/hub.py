@@ -21,7 +21,7 @@ from huggingface_hub.utils import validate_repo_id
 
 # What a model repo holds: weights, config, card, split and training log, evaluation tables.
 UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "split.json", "epochs.csv", "eval/*.json",
-                   "eval/*.csv"]
+                   "eval/*.csv", "eval/predictions.npz"]
 ONNX_FILE = "model.onnx"
 # Keys a card must carry so the Hub can index it (model-index is added once the artifact is evaluated).
 REQUIRED_CARD_KEYS = ("library_name", "license", "datasets", "tags")

@@ -1,8 +1,10 @@
 """ONNX export of artifacts and a prediction backend that serves them with ONNX Runtime on CPU hosts.
 
 The app calls :func:`load_predictor`; its ``Predictor.predict`` has the contract of
-:func:`lgg_core.serving.inference.predict`. ``backend="auto"`` uses ONNX Runtime when the host has no GPU and an up-to-date
-``model.onnx`` sits beside ``model.safetensors`` and reproduces the weights' outputs, PyTorch otherwise. Grad-CAM needs gradients, so it stays on
+:func:`lgg_core.serving.inference.predict`. ``backend="auto"`` on a host without a GPU serves the path recorded in
+``serving.json`` (the fastest measured on this host, see :mod:`lgg_core.serving.cpu_paths`) while that record holds;
+without a valid record it uses ONNX Runtime when an up-to-date ``model.onnx`` sits beside ``model.safetensors`` and
+reproduces the weights' outputs, PyTorch otherwise. Grad-CAM needs gradients, so it stays on
 PyTorch: use ``Predictor.model`` of a PyTorch predictor or :func:`lgg_core.serving.artifacts.load_artifact`.
 
 Example::
@@ -26,7 +28,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from lgg_core.serving.artifacts import load_artifact, read_config
+from lgg_core.serving.artifacts import load_artifact, missing_weights_message, read_config
+from lgg_core.serving.cpu_paths import INT8_FILE, ONNX_FILES, PATHS, recorded_path
 from lgg_core.serving.device import pick_device
 from lgg_core.serving.hub import ONNX_FILE
 from lgg_core.serving.inference import predict, probabilities
@@ -39,7 +42,7 @@ NATIVE_SIZE = 256
 # Max |onnx - torch| allowed, relative to the logits' scale (at least 1): float32 kernels differ in summation order,
 # and randomly initialised deep nets produce logits in the thousands where 1e-4 absolute would be noise.
 PARITY_TOLERANCE = 1e-4
-BACKENDS = ("auto", "onnxruntime", "pytorch")
+BACKENDS = ("auto", *PATHS)
 # Stored in the .onnx so a file exported from other weights is never served.
 WEIGHTS_HASH_KEY = "lgg_weights_sha256"
 
@@ -145,9 +148,9 @@ def _graph_size(config: dict[str, Any]) -> int:
     return config.get("training", {}).get("input_size") or NATIVE_SIZE
 
 
-def onnx_status(artifact_dir: str | Path) -> str | None:
-    """None when the artifact's model.onnx exists, is self-contained and declares its weights, else why not."""
-    path = Path(artifact_dir) / ONNX_FILE
+def onnx_status(artifact_dir: str | Path, name: str = ONNX_FILE) -> str | None:
+    """None when the artifact's ONNX file ``name`` exists, is self-contained and declares its weights, else why not."""
+    path = Path(artifact_dir) / name
     if not path.is_file():
         return f"{path} not found (run `lgg export-onnx {artifact_dir}`)"
     try:
@@ -180,18 +183,22 @@ class OnnxPredictor:
 
     Attributes:
         backend: ``"onnxruntime"``.
+        precision: ``"fp32"`` (model.onnx) or ``"int8"`` (model.int8.onnx).
         task: ``"segment"`` or ``"classify"``.
         config: The artifact's config.json.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, artifact_dir: str | Path) -> None:
+    def __init__(self, artifact_dir: str | Path, precision: str = "fp32") -> None:
+        if precision not in ONNX_FILES:
+            raise ValueError(f"precision must be one of {tuple(ONNX_FILES)}, got {precision!r}")
+        self.precision = precision
         self.config = read_config(artifact_dir)
         self.task = self.config["task"]
         # The graph's height and width are fixed at export, so every input is resized to them.
         self.input_size = _graph_size(self.config)
-        self.session = _session(Path(artifact_dir) / ONNX_FILE)
+        self.session = _session(Path(artifact_dir) / ONNX_FILES[precision])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {INPUT_NAME: x.numpy()})[0])
@@ -211,6 +218,7 @@ class TorchPredictor:
 
     Attributes:
         backend: ``"pytorch"``.
+        precision: ``"fp32"``, or ``"bf16"`` (autocast, channels_last; bf16 only where the device has it natively).
         task: ``"segment"`` or ``"classify"``.
         config: The artifact's config.json.
         model: The ``LGGModel`` in eval mode.
@@ -218,17 +226,39 @@ class TorchPredictor:
 
     backend = "pytorch"
 
-    def __init__(self, artifact_dir: str | Path, device: str | torch.device = "auto") -> None:
+    def __init__(self, artifact_dir: str | Path, device: str | torch.device = "auto", precision: str = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.precision = precision
         self.model, self.config = load_artifact(artifact_dir, pick_device(str(device)))
+        if precision == "bf16":
+            # oneDNN's bf16 convolutions (AVX512-BF16, AMX) run on NHWC; NCHW would add a reorder per layer.
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.task = self.config["task"]
         self.input_size = self.config.get("training", {}).get("input_size")
 
     def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
         """Tumor probabilities for uint8 slices (N, H, W, 3): (N, H, W) for segmenters, (N,) for classifiers."""
-        return predict(self.model, images, self.task, batch_size, self.input_size, tta=tta)
+        return predict(self.model, images, self.task, batch_size, self.input_size, tta=tta,
+                       mixed_precision=self.precision == "bf16")
 
 
 Predictor = OnnxPredictor | TorchPredictor
+
+
+def _recorded_predictor(folder: Path) -> Predictor | None:
+    """The predictor of the path serving.json records, when the record holds here; else None (with a warning when
+    a record exists), and the caller falls back to the fp32 rule."""
+    path, problem = recorded_path(folder)
+    if path == "onnxruntime-int8":
+        problem = onnx_status(folder, INT8_FILE)
+    if problem is not None:
+        warnings.warn(f"not serving {folder} through its recorded path: {problem}", stacklevel=3)
+        return None
+    if path is None or path == "onnxruntime":
+        return None  # model.onnx is served by the caller, after its parity check
+    engine, precision = PATHS[path]
+    return TorchPredictor(folder, "cpu", precision) if engine == "pytorch" else OnnxPredictor(folder, precision)
 
 
 def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor:
@@ -236,22 +266,36 @@ def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor
 
     Args:
         artifact_dir: Artifact folder (local, or pulled with :func:`lgg_core.serving.catalog.resolve_entry`).
-        backend: ``"auto"`` (ONNX Runtime on hosts without a GPU when an up-to-date model.onnx exists, else
-            PyTorch), ``"onnxruntime"`` or ``"pytorch"``.
+        backend: ``"auto"`` (on hosts without a GPU: the path serving.json records while it holds, else ONNX
+            Runtime when an up-to-date model.onnx exists, else PyTorch; on GPU hosts PyTorch), or a path of
+            :data:`lgg_core.serving.cpu_paths.PATHS`: ``"pytorch"``, ``"pytorch-bf16"``, ``"onnxruntime"`` (fp32)
+            or ``"onnxruntime-int8"``.
 
     Raises:
         ValueError: Unknown backend.
         OnnxBackendError: ``"onnxruntime"`` requested but model.onnx is missing, stale, unreadable, refers to
-            external data or does not reproduce the weights' outputs on a random batch.
+            external data or does not reproduce the weights' outputs on a random batch; ``"onnxruntime-int8"``
+            requested but model.int8.onnx is missing, stale, unreadable or refers to external data.
         FileNotFoundError: The folder is not an artifact.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     folder = Path(artifact_dir)
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{folder} is not a model artifact: model.safetensors is missing")
+        if (folder / "config.json").is_file() and "parts" in read_config(folder):
+            return TorchPredictor(folder)  # assembled from other artifacts: there is nothing to export on its own
+        raise FileNotFoundError(missing_weights_message(folder) if (folder / "config.json").is_file()
+                                else f"{folder} is not a model artifact: model.safetensors is missing")
     if backend == "pytorch" or (backend == "auto" and pick_device().type != "cpu"):
         return TorchPredictor(folder)
+    if backend == "pytorch-bf16":
+        return TorchPredictor(folder, "cpu", "bf16")
+    if backend == "onnxruntime-int8":
+        if problem := onnx_status(folder, INT8_FILE):
+            raise OnnxBackendError(problem)
+        return OnnxPredictor(folder, "int8")
+    if backend == "auto" and (recorded := _recorded_predictor(folder)) is not None:
+        return recorded
     problem, checked = onnx_status(folder), None
     if problem is None:
         checked = TorchPredictor(folder, "cpu")

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lgg_core.serving.artifacts import load_artifact
+from lgg_core.serving.artifacts import inspect_artifact, load_artifact, missing_weights_message
 from lgg_core.data.cache import LGGData
 from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.data.reader import DATA_DIR_ENV
 from lgg_core.serving.inference import predict
-from lgg_core.models import ArtifactError, LGGModel, assemble, check_artifact
+from lgg_core.models import ArtifactError, LGGModel, assemble
 from lgg_core.serving.onnx_backend import Predictor, load_predictor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,12 +32,17 @@ GATED_PREFIX = "gated: "
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A catalog entry as the app sees it: usable (``config`` set) or not (``problem`` says why)."""
+    """A catalog entry as the app sees it: usable (``config`` set) or not (``problem`` says why).
+
+    A usable record without weights (``has_weights`` False) is an evaluation record only: its tables and stored
+    predictions can be shown, but nothing can run it (see :func:`weights_problem`).
+    """
 
     name: str
     path: Path | None
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     problem: str | None = None
+    has_weights: bool = True
 
     @property
     def ok(self) -> bool:
@@ -54,14 +59,24 @@ class ModelRecord:
         """The input size the model was trained at (None: native 256)."""
         return self.config.get("training", {}).get("input_size")
 
+    @property
+    def standardizes(self) -> bool:
+        """True when the model z-scores each input slice per channel first (``standardize`` in its arch_kwargs)."""
+        return bool(self.config.get("arch_kwargs", {}).get("standardize"))
+
 
 @dataclass(frozen=True)
 class EvalTables:
-    """The ``eval/`` tables of an artifact written by ``lgg evaluate`` (``patients`` is None for classifiers)."""
+    """The ``eval/`` tables of an artifact written by ``lgg evaluate`` (``patients`` is None for classifiers).
+
+    ``calibration`` is ``eval/calibration.json`` (see :mod:`lgg_core.evaluation.calibration`), None when the
+    evaluation predates it.
+    """
 
     summary: dict[str, Any]
     slices: pd.DataFrame
     patients: pd.DataFrame | None
+    calibration: dict[str, Any] | None = None
 
 
 def default_data_dir() -> Path:
@@ -77,10 +92,17 @@ def _resolve(entry: CatalogEntry) -> ModelRecord:
     try:
         # Config and the weights' header are checked here, once, so that a broken entry is listed as unavailable
         # with its reason instead of failing on every page that touches it.
-        config = check_artifact(path)
+        config, has_weights = inspect_artifact(path)
     except (OSError, ArtifactError) as err:
         return ModelRecord(entry.name, path, problem=f"{entry.name} cannot be loaded: {err}")
-    return ModelRecord(entry.name, path, config)
+    return ModelRecord(entry.name, path, config, has_weights=has_weights)
+
+
+def weights_problem(record: ModelRecord) -> str | None:
+    """Why the record's model cannot run (not usable, or weights not bundled), or None when it can."""
+    if not record.ok:
+        return record.problem
+    return None if record.has_weights else missing_weights_message(record.path)
 
 
 def resolve_models(catalog: str | Path | None = None) -> tuple[list[ModelRecord], str | None]:
@@ -98,8 +120,8 @@ def load_model(record: ModelRecord, device: str | torch.device = "cpu") -> LGGMo
     Raises:
         ValueError: the record is not usable or the weights do not match the config.
     """
-    if not record.ok:
-        raise ValueError(record.problem)
+    if problem := weights_problem(record):
+        raise ValueError(problem)
     try:
         model, _ = load_artifact(record.path, device)
     except (OSError, RuntimeError, KeyError, ValueError) as err:
@@ -108,15 +130,16 @@ def load_model(record: ModelRecord, device: str | torch.device = "cpu") -> LGGMo
 
 
 def load_predictor_for(record: ModelRecord) -> Predictor:
-    """The record's predictor: ONNX Runtime on CPU hosts when an up-to-date model.onnx is present, else PyTorch.
+    """The record's predictor: on CPU hosts the path its serving.json chose on this host (fastest measured), else
+    ONNX Runtime when an up-to-date model.onnx is present, else PyTorch (see :func:`load_predictor`).
 
     Grad-CAM and the gated pipeline need the PyTorch model itself: use :func:`load_model` for those.
 
     Raises:
         ValueError: the record is not usable or its files cannot be loaded.
     """
-    if not record.ok:
-        raise ValueError(record.problem)
+    if problem := weights_problem(record):
+        raise ValueError(problem)
     try:
         return load_predictor(record.path)
     except (OSError, RuntimeError, KeyError, ValueError) as err:
@@ -155,6 +178,35 @@ def predict_gated(
     return np.where((cls_prob >= net.threshold)[:, None, None], seg_prob, 0.0).astype(np.float32), cls_prob
 
 
+@dataclass(frozen=True, eq=False)
+class Gate:
+    """Why a gated pipeline kept or dropped its segmenter's mask: the classifier's verdict on each slice.
+
+    Attributes:
+        classifier: the classifier's name.
+        prob: its tumor probability per slice, (N,).
+        threshold: the probability at or above which the segmenter's mask is kept.
+    """
+
+    classifier: str
+    prob: np.ndarray
+    threshold: float
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Per slice, whether the mask was kept."""
+        return self.prob >= self.threshold
+
+    def describe(self, i: int) -> str:
+        """The verdict on slice ``i`` in words, e.g. "resnet18: tumor probability 0.213 < 0.5, mask dropped"."""
+        p, kept = float(self.prob[i]), bool(self.kept[i])
+        shown = f"{p:.3f}"
+        if float(shown) == self.threshold != p:  # 0.4996 must not read as "0.500 < 0.5"
+            shown = f"{p:.6f}"
+        return (f"{self.classifier}: tumor probability {shown} {'≥' if kept else '<'} {self.threshold:g}, "
+                f"mask {'kept' if kept else 'dropped'}")
+
+
 # What the pages read from the eval files; files written by another version that lack them are reported, not used.
 SUMMARY_KEYS = {"segment": ("patient_dice", "tumor_slice_dice", "tumor_slice_iou", "hd95", "assd"),
                 "classify": ("accuracy", "auroc")}
@@ -162,11 +214,36 @@ SLICE_COLUMNS = {"segment": {"variant", "patient", "institution", "slice", "dice
                              "true_tumor", "pred_tumor"},
                  "classify": {"patient", "institution", "slice", "true_tumor", "prob", "pred_tumor"}}
 PATIENT_COLUMNS = {"variant", "patient", "institution", "dice"}
+CALIBRATION_LEVELS = {"segment": ("pixel", "slice"), "classify": ("slice",)}
+MAX_CALIBRATION_BINS = 1000  # the file may come from an untrusted Hub artifact
 
 
 def _check_columns(table: pd.DataFrame, required: set[str], name: str) -> None:
     if missing := sorted(required - set(table.columns)):
         raise ValueError(f"{name} lacks columns {missing}")
+
+
+def _numbers(values: Any, allow_none: bool = False) -> bool:
+    return isinstance(values, list) and all(
+        (isinstance(v, (int, float)) and not isinstance(v, bool)) or (allow_none and v is None) for v in values)
+
+
+def _read_calibration(path: Path, task: str) -> dict[str, Any] | None:
+    """``eval/calibration.json`` checked for what the Models page draws, or None when there is none."""
+    if not path.is_file():
+        return None
+    calibration = json.loads(path.read_text())
+    levels = calibration.get("levels") if isinstance(calibration, dict) else None
+    for name in CALIBRATION_LEVELS[task]:
+        level = levels.get(name) if isinstance(levels, dict) else None
+        if not isinstance(level, dict) or not isinstance(level.get("ece"), (int, float)):
+            raise ValueError(f"calibration.json lacks levels.{name}.ece")
+        n = len(level["count"]) if _numbers(level.get("count")) and min(level["count"], default=0) >= 0 else 0
+        if not (0 < n <= MAX_CALIBRATION_BINS and _numbers(level.get("edges")) and len(level["edges"]) == n + 1
+                and all(_numbers(level.get(k), allow_none=True) and len(level[k]) == n
+                        for k in ("mean_prob", "frequency"))):
+            raise ValueError(f"calibration.json levels.{name} has malformed bins")
+    return {**calibration, "levels": {name: levels[name] for name in CALIBRATION_LEVELS[task]}}
 
 
 def read_eval(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
@@ -188,9 +265,10 @@ def read_eval(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
         patients = pd.read_csv(folder / "patients.csv") if (folder / "patients.csv").is_file() else None
         if patients is not None:
             _check_columns(patients, PATIENT_COLUMNS, "patients.csv")
+        calibration = _read_calibration(folder / "calibration.json", record.task)
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         return None, f"eval tables of {record.name} are unreadable: {err}"
-    return EvalTables(summary, slices, patients), None
+    return EvalTables(summary, slices, patients, calibration), None
 
 
 def read_epochs(record: ModelRecord) -> pd.DataFrame | None:

@@ -219,8 +219,85 @@ def test_upload_a_tif_shows_predictions(page: Page, app_url: str, tmp_path: Path
     tifffile.imwrite(path, np.asarray(image))
     page.goto(f"{app_url}/upload")
     expect(page.get_by_role("heading", name="Upload a slice").first).to_be_visible(timeout=TIMEOUT_MS)
-    page.locator('input[type="file"]').set_input_files(str(path))
+    page.locator('input[type="file"]').first.set_input_files(str(path))  # the second takes a ground-truth mask
     expect(page.get_by_text("tumor pixels").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_role("button", name="Mask PNG").first).to_be_visible()
     settle(page, "upload-tif")
 
+
+def test_clicking_a_bar_of_the_patient_strip_opens_its_slice(page: Page, app_url: str) -> None:
+    page.goto(f"{app_url}/patient?patient=TCGA_CS_4944&models=unet-mini")
+    expect(page.get_by_text("TCGA_CS_4944, slice 10:")).to_be_visible(timeout=TIMEOUT_MS)  # its largest tumor
+    settle(page, "patient-strip")
+    # Slice 3 has no tumor; the tiny unet-mini draws tumor everywhere, so its bar is a false alarm below the axis.
+    strip = page.locator(".js-plotly-plot").first
+    strip.scroll_into_view_if_needed()  # a mouse click lands only inside the viewport
+    x, y = strip.evaluate("""plot => {
+        const xa = plot._fullLayout.xaxis, ya = plot._fullLayout.yaxis;
+        return [xa._offset + xa.l2p(3), ya._offset + ya.l2p(-0.04)];
+    }""")
+    box = strip.bounding_box()
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    expect(page.get_by_text("TCGA_CS_4944, slice 3:")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "patient-strip-clicked")
+    assert "slice=3" in page.url
+
+
+def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str) -> None:
+    """The researcher's walk, without a dead end: is A better than B → the slice where they differ → why → back."""
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "walk-1-leaderboard")
+
+    page.get_by_role("combobox", name="Pair").click()
+    option = page.get_by_role("option").last  # the last pair: a choice, not the default, where there are several
+    a, b = option.inner_text().split(" vs ")
+    option.click()
+    expect(page.get_by_text(f"mean Dice {a} − {b} =")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "walk-2-pair")
+
+    button = page.locator("button:enabled").filter(has_text=re.compile(r"^Compare slice \d+$")).first
+    number = button.inner_text().split()[-1]
+    # The button sits in its patient's row, which starts with the patient's id.
+    patient = button.locator("xpath=ancestor::div[@data-testid='stHorizontalBlock'][1]").inner_text().split()[0]
+    button.click()
+    expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(f"{a} · Dice")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(f"{b} · Dice")).to_be_visible()
+    expect(page.get_by_text("Ground truth", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible()
+    settle(page, "walk-3-compare")
+    assert query(page) == {"patient": [patient], "slice": [number], "models": [f"{a},{b}"]}, page.url
+
+    page.get_by_role("button", name="Explain this slice").click()
+    expect(page.get_by_role("heading", name="Explain a prediction").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_role("combobox", name="Patient")).to_have_value(patient, timeout=TIMEOUT_MS)
+    expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text(number)
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(a)  # the pair's first model
+    # A map with its faithfulness, or the slice and why there is none (a slice without tumor).
+    explained = page.get_by_text(re.compile(r"^Faithfulness \(ROAD\)$|^No map for this slice\."))
+    expect(explained).to_be_visible(timeout=TIMEOUT_MS)
+    explained.scroll_into_view_if_needed()  # so that the screenshot shows the map, not only the pickers
+    settle(page, "walk-4-explain")
+    assert query(page)["patient"] == [patient] and query(page)["slice"] == [number], page.url
+
+    # Back, one press a page: each jump carries its selection in the URL it opens, adding one history entry.
+    page.go_back()
+    expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(f"{b} · Dice")).to_be_visible()
+    settle(page, "walk-5-back-to-compare")
+    page.go_back()
+    expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_role("combobox", name="Pair")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "walk-6-back-to-leaderboard")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+
+    # The sidebar keeps the selection: Compare opens on the same slice, and the Leaderboard link leads back.
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_role("link", name=re.compile("Compare$")).click()
+    expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "walk-7-sidebar-compare")
+    sidebar.get_by_role("link", name=re.compile("Leaderboard$")).click()
+    expect(page.get_by_role("combobox", name="Pair")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "walk-8-sidebar-leaderboard")
