@@ -543,7 +543,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         raw, lcc = v["raw"], v["lcc"]
         gated = f" {gated_patient_dice(gate[1], tables):.3f} |" if gate else ""
         lines.append(
-            f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M | {_training_text(record)} "
+            f"| `{record.name}` | {_params_text(record.config['params'])} | {_training_text(record)} "
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
@@ -554,7 +554,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         for record, tables in cls:
             raw = tables.summary["variants"]["raw"]
             lines.append(
-                f"| `{record.name}` | {record.config['params'] / 1e6:.1f}M | {_training_text(record)} "
+                f"| `{record.name}` | {_params_text(record.config['params'])} | {_training_text(record)} "
                 f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
                 f"| {raw['f1']:.3f} | {_reproduce(record)} |")
     return "\n".join(lines)
