@@ -1,7 +1,7 @@
 """A model's predicted masks on its test patients, bit-packed beside its eval tables (``eval/predictions.npz``).
 
 They let the dashboard show a model's held-out predictions (Compare, Patient viewer, failure cases) when its weights
-are not bundled: at one bit per pixel and zlib on top, 811 test slices of 256² take ~100 KB instead of the weights'
+are not bundled: at one bit per pixel and zlib on top, 811 test slices of 256² take 70–88 KB instead of the weights'
 tens of MB.
 """
 from __future__ import annotations
