@@ -234,6 +234,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crossval(args: argparse.Namespace) -> int:
+    """Print the pooled per-patient Dice of one model's evaluated fold artifacts (each patient held out once)."""
+    from lgg_core.evaluation.crossval import fold_patients, summary, summary_markdown
+
+    pooled = fold_patients(args.artifacts)
+    print(summary_markdown(summary(pooled)))
+    if args.out:
+        pooled.to_csv(args.out, index=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lgg`` parser; each subparser sets ``func`` to its ``cmd_*`` handler."""
     parser = argparse.ArgumentParser(
@@ -297,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also test every two segmenters on their shared patients (Dice and HD95: paired "
                             "bootstrap CI, Wilcoxon signed-rank, Holm)")
     board.set_defaults(func=cmd_leaderboard)
+
+    crossval = commands.add_parser(
+        "crossval", help="pool one model's evaluated fold artifacts: per-patient Dice over every held-out patient",
+        description="Reads each fold artifact's eval/patients.csv (lgg evaluate on that fold's test patients), "
+                    "refuses folds of different models or recipes and patients held out twice, and prints the mean "
+                    "and median per-patient Dice with 95%% bootstrap CIs over patients, per variant (as predicted, "
+                    "largest 3D component, flip TTA).")
+    crossval.add_argument("artifacts", nargs="+", help="one artifact folder per fold")
+    crossval.add_argument("--out", help="also write the pooled per-patient table (CSV)")
+    crossval.set_defaults(func=cmd_crossval)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")
     push.add_argument("artifact", help="artifact folder")

@@ -315,7 +315,7 @@ def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_second_load_uses_cache(sample_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = load_dataset(sample_root, cache_dir=tmp_path, progress=False)
-    assert len(list(tmp_path.glob("lgg-*.npz"))) == 1
+    assert len(list(tmp_path.glob("lgg-*"))) == 1
     _forbid_decoding(monkeypatch)
     second = load_dataset(sample_root, cache_dir=tmp_path, progress=False)
     np.testing.assert_array_equal(second.images, first.images)
@@ -323,6 +323,16 @@ def test_second_load_uses_cache(sample_root: Path, tmp_path: Path, monkeypatch: 
     pd.testing.assert_frame_equal(second.index, first.index)
     assert second.dataset_hash == first.dataset_hash
     assert second.root == sample_root
+
+
+def test_cache_hit_maps_the_arrays_and_keeps_writes_private(sample_root: Path, tmp_path: Path) -> None:
+    first = load_dataset(sample_root, cache_dir=tmp_path, progress=False)
+    second = load_dataset(sample_root, cache_dir=tmp_path, progress=False)
+    assert isinstance(second.images, np.memmap) and isinstance(second.masks, np.memmap)
+    second.images[0] = 0  # a consumer writing into its arrays must not change what the next load reads
+    third = load_dataset(sample_root, cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(third.images[0], first.images[0])
+    assert first.images[0].any()
 
 
 def test_first_load_reports_progress_and_cache_hits_do_not(sample_root: Path, tmp_path: Path) -> None:
@@ -339,7 +349,7 @@ def test_first_load_reports_progress_and_cache_hits_do_not(sample_root: Path, tm
 def test_cache_dir_from_environment(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LGG_CACHE_DIR", str(tmp_path / "env-cache"))
     load_dataset(synthetic_root, progress=False)
-    assert len(list((tmp_path / "env-cache").glob("lgg-*.npz"))) == 1
+    assert len(list((tmp_path / "env-cache").glob("lgg-*"))) == 1
 
 
 def test_no_cache_writes_nothing(synthetic_root: Path, tmp_path: Path) -> None:
@@ -350,7 +360,8 @@ def test_no_cache_writes_nothing(synthetic_root: Path, tmp_path: Path) -> None:
 
 def test_corrupt_cache_is_rebuilt(synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
-    (cache_file,) = tmp_path.glob("lgg-*.npz")
+    (cache_dir,) = tmp_path.glob("lgg-*")
+    cache_file = cache_dir / "images.npy"
     cache_file.write_bytes(cache_file.read_bytes()[:1000])
     with pytest.warns(UserWarning, match="rebuilding"):
         rebuilt = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
@@ -369,7 +380,7 @@ def test_changed_file_changes_fingerprint_and_rebuilds(synthetic_root: Path, tmp
     second = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
     assert (second.images[0] == 7).all()
     assert second.dataset_hash != first.dataset_hash
-    assert len(list(tmp_path.glob("lgg-*.npz"))) == 2
+    assert len(list(tmp_path.glob("lgg-*"))) == 2
 
 
 def test_dataset_hash_is_content_only(synthetic_root: Path, tmp_path: Path) -> None:
@@ -396,17 +407,19 @@ def test_replaced_mask_of_same_size_and_mtime_is_seen(synthetic_root: Path, tmp_
     second = load_dataset(synthetic_root, cache_dir=tmp_path, progress=False)
     assert second.index["has_tumor"].sum() == first.index["has_tumor"].sum() + 1
     assert second.masks[0].any() and second.dataset_hash != first.dataset_hash
-    assert len(list(tmp_path.glob("lgg-*.npz"))) == 2
+    assert len(list(tmp_path.glob("lgg-*"))) == 2
 
 
-def test_cache_file_is_readable_by_other_users(synthetic_root: Path, tmp_path: Path) -> None:
+def test_cache_is_readable_by_other_users(synthetic_root: Path, tmp_path: Path) -> None:
     old_umask = os.umask(0o022)
     try:
         load_dataset(synthetic_root, cache_dir=tmp_path / "cache", progress=False)
     finally:
         os.umask(old_umask)
-    (cache_file,) = (tmp_path / "cache").iterdir()  # and no temp file left behind
-    assert cache_file.name.startswith("lgg-") and cache_file.stat().st_mode & 0o777 == 0o644
+    (cache,) = (tmp_path / "cache").iterdir()  # and no temp folder left behind
+    assert cache.name.startswith("lgg-") and cache.stat().st_mode & 0o777 == 0o755
+    assert {f.name: f.stat().st_mode & 0o777 for f in cache.iterdir()} == dict.fromkeys(
+        ["images.npy", "masks.npy", "meta.json"], 0o644)
 
 
 def test_unwritable_cache_dir_still_loads(synthetic_root: Path, tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
-"""Decode the whole dataset once into arrays and keep them in a single ``.npz`` cache file.
+"""Decode the whole dataset once into arrays and keep them in a cache folder that later loads memory-map.
 
-The cache file is named after a fingerprint of the files' bytes (relative path and hash of every slice file), so
-an edited, added, removed or replaced file selects a new cache file and the dataset is decoded again. The
+The cache folder is named after a fingerprint of the files' bytes (relative path and hash of every slice file), so
+an edited, added, removed or replaced file selects a new cache folder and the dataset is decoded again. The
 ``dataset_hash`` is a hash of the decoded pixels instead, recorded with every model.
+
+A cache hit maps ``images.npy`` and ``masks.npy`` copy-on-write instead of reading them: the full dataset is
+1 GB, and a process touching only some patients' slices (evaluation, the app showing one slice) then holds only
+those pages, which the OS shares between processes and can drop under pressure.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +42,8 @@ PROGRESS_EVERY = 50  # slices between progress reports: often enough for a bar, 
 
 CACHE_DIR_ENV = "LGG_CACHE_DIR"
 # Part of the fingerprint: bumping it makes every cache written in an older layout unreachable.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+_META = "meta.json"
 _STATS_COLUMNS = ["has_tumor", "tumor_pixels"]
 _INDEX_DTYPES = {"slice": "int64", "has_tumor": "bool", "tumor_pixels": "int64"}
 
@@ -53,6 +59,8 @@ class LGGData:
         index: scan's columns plus ``has_tumor`` (bool) and ``tumor_pixels`` (int), sorted by patient, slice.
         dataset_hash: sha256 hex of the relative paths and decoded pixels.
         root: the ``kaggle_3m`` folder the data was read from.
+        partial: patients of which only some slices are loaded (the failure-gallery slices bundled with the demo
+            set, see :mod:`lgg_core.data.gallery`): per-slice views apply to them, whole-volume numbers do not.
     """
 
     images: np.ndarray
@@ -60,6 +68,7 @@ class LGGData:
     index: pd.DataFrame
     dataset_hash: str
     root: Path
+    partial: frozenset[str] = frozenset()
 
     @property
     def patients(self) -> list[str]:
@@ -138,14 +147,16 @@ def _index_from_json(text: str) -> pd.DataFrame:
 
 def _read_cache(path: Path, root: Path, index: pd.DataFrame) -> LGGData | None:
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            images, masks = archive["images"], archive["masks"]
-            cached_index = _index_from_json(str(archive["index"]))
-            dataset_hash = str(archive["dataset_hash"])
+        # "c": writable arrays whose writes stay private, so no consumer can corrupt the shared file.
+        images = np.load(path / "images.npy", mmap_mode="c", allow_pickle=False)
+        masks = np.load(path / "masks.npy", mmap_mode="c", allow_pickle=False)
+        meta = json.loads((path / _META).read_text())
+        cached_index = _index_from_json(json.dumps(meta["index"]))
+        dataset_hash = str(meta["dataset_hash"])
     except Exception as err:
-        # Truncated or foreign files fail in zipfile, numpy or json with assorted exception types; any of
-        # them only means the cache must be rebuilt.
-        warnings.warn(f"ignoring unreadable cache file {path} ({type(err).__name__}: {err}); rebuilding it")
+        # Truncated or foreign files fail in numpy, mmap or json with assorted exception types; any of them only
+        # means the cache must be rebuilt.
+        warnings.warn(f"ignoring unreadable cache {path} ({type(err).__name__}: {err}); rebuilding it")
         return None
     consistent = (
         images.shape == (len(index), *IMAGE_SHAPE)
@@ -156,33 +167,32 @@ def _read_cache(path: Path, root: Path, index: pd.DataFrame) -> LGGData | None:
         and cached_index[INDEX_COLUMNS].equals(index)
     )
     if not consistent:
-        warnings.warn(f"cache file {path} does not match the dataset at {root}; rebuilding it")
+        warnings.warn(f"cache {path} does not match the dataset at {root}; rebuilding it")
         return None
     return LGGData(images, masks, cached_index, dataset_hash, root)
 
 
 def _write_cache(path: Path, data: LGGData) -> None:
-    # Same-directory temp file + os.replace: readers never see a half-written cache. Created by open() rather than
-    # tempfile.mkstemp, which makes it 0600 whatever the umask: unreadable to another user sharing the cache folder.
+    # A same-directory temp folder renamed into place: readers never see a half-written cache. Made by mkdir rather
+    # than tempfile.mkdtemp, which makes it 0700 whatever the umask: unreadable to another user sharing the cache.
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        with tmp.open("xb") as f:
-            np.savez(
-                f,
-                images=data.images,
-                masks=data.masks,
-                index=np.array(json.dumps(data.index.to_dict(orient="list"))),
-                dataset_hash=np.array(data.dataset_hash),
-            )
+        tmp.mkdir()
+        np.save(tmp / "images.npy", data.images)
+        np.save(tmp / "masks.npy", data.masks)
+        meta = {"index": data.index.to_dict(orient="list"), "dataset_hash": data.dataset_hash}
+        (tmp / _META).write_text(json.dumps(meta))
+        shutil.rmtree(path, ignore_errors=True)  # an unreadable cache being replaced
         os.replace(tmp, path)
     except OSError as err:
-        # The decoded data is still good: without a cache the next run only decodes again.
+        # The decoded data is still good: without a cache the next run only decodes again. A process that renamed
+        # its folder into place first also lands here, and its cache serves the next run.
         warnings.warn(f"cannot write the dataset cache {path} ({err}); continuing without it")
     finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_dataset(
@@ -196,7 +206,7 @@ def load_dataset(
 
     Args:
         data_dir: kaggle_3m folder or a parent of it; default ``$LGG_DATA_DIR``.
-        cache_dir: where ``lgg-<fingerprint>.npz`` lives; default ``$LGG_CACHE_DIR`` or ``~/.cache/lgg_core``.
+        cache_dir: where the ``lgg-<fingerprint>`` folder lives; default ``$LGG_CACHE_DIR`` or ``~/.cache/lgg_core``.
         use_cache: False decodes and validates every file and neither reads nor writes the cache.
         progress: show a progress bar while decoding.
         on_progress: called with (slices decoded, total) while decoding, e.g. to draw the app's progress bar; not
@@ -209,7 +219,7 @@ def load_dataset(
     index = scan(root)
     if not use_cache:
         return _decode(root, index, progress, on_progress)
-    path = Path(cache_dir or default_cache_dir()).expanduser() / f"lgg-{fingerprint(root, index)[:16]}.npz"
+    path = Path(cache_dir or default_cache_dir()).expanduser() / f"lgg-{fingerprint(root, index)[:16]}"
     data = _read_cache(path, root, index) if path.exists() else None
     if data is None:
         data = _decode(root, index, progress, on_progress)

@@ -139,27 +139,42 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
     return (slice(start, start + size) for start in range(0, n, size))
 
 
-def segmentation_calibration(probs: np.ndarray, masks: np.ndarray, chunk: int = 32) -> dict[str, Any]:
-    """Pixel- and slice-level calibration of a segmenter's (N, H, W) tumor probabilities against the masks.
+@dataclass
+class SegmentationReliability:
+    """Pixel- and slice-level :class:`ReliabilityStats` of a segmenter, fed a few slices at a time.
 
-    Args:
-        probs: tumor probabilities, (N, H, W).
-        masks: ground truth, (N, H, W), non-zero = tumor.
-        chunk: slices per update, which bounds the float64 copies made on the way.
-
-    Returns:
-        ``{"levels": {"pixel": ..., "slice": ...}}`` with :meth:`ReliabilityStats.to_dict` per level; the pixel level
-        also has ``unsure``: ECE and MCE over the pixels with probability at least :data:`UNSURE_MIN_PROB`.
+    A segmenter's slice-level tumor probability is its highest pixel probability.
     """
-    pixel, slices = ReliabilityStats(PIXEL_BINS), ReliabilityStats(SLICE_BINS)
-    for part in _chunks(len(probs), chunk):
-        p, m = probs[part], masks[part]
-        pixel.update(p, m)
-        slices.update(p.max(axis=(1, 2)), m.any(axis=(1, 2)))
-    first = pixel._first_bin(UNSURE_MIN_PROB)
-    unsure = {"min_prob": UNSURE_MIN_PROB, "samples": int(pixel.count[first:].sum()),
-              "ece": pixel.ece(UNSURE_MIN_PROB), "mce": pixel.mce(UNSURE_MIN_PROB)}
-    return {"levels": {"pixel": {**pixel.to_dict(), "unsure": unsure}, "slice": slices.to_dict()}}
+
+    pixel: ReliabilityStats = field(default_factory=lambda: ReliabilityStats(PIXEL_BINS))
+    slices: ReliabilityStats = field(default_factory=lambda: ReliabilityStats(SLICE_BINS))
+
+    def update(self, probs: np.ndarray, masks: np.ndarray, chunk: int = 32) -> SegmentationReliability:
+        """Add (N, H, W) tumor probabilities and their masks (non-zero = tumor).
+
+        Args:
+            probs: tumor probabilities.
+            masks: ground truth of the same shape.
+            chunk: slices per update, which bounds the float64 copies made on the way.
+        """
+        for part in _chunks(len(probs), chunk):
+            p, m = probs[part], masks[part]
+            self.pixel.update(p, m)
+            self.slices.update(p.max(axis=(1, 2)), m.any(axis=(1, 2)))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"levels": {"pixel": ..., "slice": ...}}`` with :meth:`ReliabilityStats.to_dict` per level; the pixel
+        level also has ``unsure``: ECE and MCE over the pixels with probability at least :data:`UNSURE_MIN_PROB`."""
+        first = self.pixel._first_bin(UNSURE_MIN_PROB)
+        unsure = {"min_prob": UNSURE_MIN_PROB, "samples": int(self.pixel.count[first:].sum()),
+                  "ece": self.pixel.ece(UNSURE_MIN_PROB), "mce": self.pixel.mce(UNSURE_MIN_PROB)}
+        return {"levels": {"pixel": {**self.pixel.to_dict(), "unsure": unsure}, "slice": self.slices.to_dict()}}
+
+
+def segmentation_calibration(probs: np.ndarray, masks: np.ndarray, chunk: int = 32) -> dict[str, Any]:
+    """:meth:`SegmentationReliability.to_dict` of a segmenter's (N, H, W) tumor probabilities against the masks."""
+    return SegmentationReliability().update(probs, masks, chunk).to_dict()
 
 
 def classification_calibration(prob: ArrayLike, target: ArrayLike) -> dict[str, Any]:

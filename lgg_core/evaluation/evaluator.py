@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import roc_auc_score
 
 from lgg_core.serving.artifacts import load_artifact, render_card, write_json, write_table
 from lgg_core.data.cache import LGGData
+from lgg_core.data.reader import MASK_SHAPE
 from lgg_core.serving.inference import predict, predict_plain_and_tta
-from lgg_core.evaluation.calibration import classification_calibration, segmentation_calibration
+from lgg_core.evaluation.calibration import SegmentationReliability, classification_calibration
 from lgg_core.evaluation.metrics import batch_slice_metrics, bootstrap_ci, classification_metrics, volume_dice
 from lgg_core.serving.postprocess import largest_component
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
@@ -31,31 +34,71 @@ def _ci(values: np.ndarray, groups: np.ndarray | None = None) -> list[float]:
     return [float(v) for v in bootstrap_ci(np.asarray(values, float), groups)]
 
 
-def _segmentation_tables(
+def _patient_probs(
+    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, plain, flip-TTA probabilities) of one patient at a time, ``rows`` grouped by patient.
+
+    Only one patient's float maps (plus a batch) are held at once, where the whole test set's took ~430 MB. The
+    batches are those of one ``predict_plain_and_tta`` call over all rows, so the numbers are the same.
+    """
+    patients = data.index["patient"].to_numpy()[rows]
+    ends = iter([*(np.flatnonzero(patients[1:] != patients[:-1]) + 1).tolist(), len(rows)])
+    end, first = next(ends), 0
+    raw = tta = np.zeros((0, *MASK_SHAPE), np.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = predict_plain_and_tta(model, data.images[rows[start:start + batch_size]], "segment", batch_size,
+                                      input_size)
+        raw, tta = np.concatenate([raw, batch[0]]), np.concatenate([tta, batch[1]])
+        while end is not None and end <= start + len(batch[0]):
+            k = end - first
+            yield rows[first:end], raw[:k], tta[:k]
+            raw, tta, first = raw[k:], tta[k:], end
+            end = next(ends, None)
+
+
+def _patient_tables(
     probs: dict[str, np.ndarray], data: LGGData, rows: np.ndarray
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Per variant: one patient's slice table, its per-patient row and its predicted masks."""
     meta = data.index.iloc[rows][["patient", "institution", "slice"]].reset_index(drop=True)
     true = data.masks[rows]
-    patients = meta["patient"].to_numpy()
-    slices, per_patient = [], []
+    slices, patient, masks = {}, {}, {}
     for variant in SEG_VARIANTS:
         pred = probs["tta" if variant == "tta" else "raw"] > 0.5
         if variant == "lcc":
-            pred = pred.copy()
-            for p in np.unique(patients):
-                pred[patients == p] = largest_component(pred[patients == p])
-        table = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
-        table.insert(0, "variant", variant)
-        slices.append(table)
-        for p in np.unique(patients):
-            sel = patients == p
-            per_patient.append({
-                "variant": variant, "patient": p, "institution": meta["institution"][sel].iloc[0],
-                "dice": volume_dice(pred[sel], true[sel]), "slices": int(sel.sum()),
-                "tumor_slices": int(true[sel].any(axis=(1, 2)).sum()),
-                "true_voxels": int(true[sel].sum()), "pred_voxels": int(pred[sel].sum()),
-            })
-    return pd.concat(slices, ignore_index=True), pd.DataFrame(per_patient)
+            pred = largest_component(pred)
+        slices[variant] = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
+        patient[variant] = {
+            "variant": variant, "patient": meta["patient"].iloc[0], "institution": meta["institution"].iloc[0],
+            "dice": volume_dice(pred, true), "slices": len(rows),
+            "tumor_slices": int(true.any(axis=(1, 2)).sum()),
+            "true_voxels": int(true.sum()), "pred_voxels": int(pred.sum()),
+        }
+        masks[variant] = pred
+    return slices, patient, masks
+
+
+def _evaluate_segmenter(
+    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
+    """Slice and patient tables (variant by variant, patients in index order), calibration and predicted masks."""
+    slices = {variant: [] for variant in SEG_VARIANTS}
+    patients = {variant: [] for variant in SEG_VARIANTS}
+    masks = {"raw": [], "tta": []}
+    calibration = SegmentationReliability()
+    for patient_rows, raw, tta in _patient_probs(model, data, rows, batch_size, input_size):
+        tables, rows_of_patient, predicted = _patient_tables({"raw": raw, "tta": tta}, data, patient_rows)
+        for variant in SEG_VARIANTS:
+            slices[variant].append(tables[variant].assign(variant=variant))
+            patients[variant].append(rows_of_patient[variant])
+        for variant, kept in masks.items():
+            kept.append(predicted[variant])
+        calibration.update(raw, data.masks[patient_rows])
+    slice_table = pd.concat([t for variant in SEG_VARIANTS for t in slices[variant]], ignore_index=True)
+    slice_table = slice_table[["variant", *slice_table.columns.drop("variant")]]
+    patient_table = pd.DataFrame([row for variant in SEG_VARIANTS for row in patients[variant]])
+    return slice_table, patient_table, calibration.to_dict(), {v: np.concatenate(m) for v, m in masks.items()}
 
 
 def _segmentation_summary(slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, Any]:
@@ -178,15 +221,12 @@ def evaluate(
     rows = data.rows(patients)
     task, size = config["task"], config["training"].get("input_size")
     if task == "segment":
-        raw, tta = predict_plain_and_tta(model, data.images[rows], task, batch_size, size)
-        probs = {"raw": raw, "tta": tta}
-        slices, per_patient = _segmentation_tables(probs, data, rows)
+        slices, per_patient, calibration, masks = _evaluate_segmenter(model, data, rows, batch_size, size)
         variants = _segmentation_summary(slices, per_patient)
-        calibration = segmentation_calibration(raw, data.masks[rows])
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)
         meta = data.index.iloc[rows]
         save_masks(artifact_dir / "eval" / PREDICTIONS_FILE, meta["patient"].to_numpy(), meta["slice"].to_numpy(),
-                   {variant: p > 0.5 for variant, p in probs.items()})
+                   masks)
     else:
         slices, variants = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
         calibration = classification_calibration(slices["prob"], slices["true_tumor"])
