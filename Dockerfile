@@ -26,6 +26,9 @@ COPY --chown=user . .
 # not the Space's, and a serving.json measured on it would not hold there (the app would warn and fall back). To
 # serve the fastest path (e.g. int8), run `lgg export-onnx --catalog --data-dir <kaggle_3m>` on the serving host.
 RUN python -m lgg_core.cli export-onnx --catalog --no-measure
+# Check every catalog artifact once (PyTorch builds each model on the meta device) and keep the verdicts in the
+# image's ~/.cache/lgg_core, so a fresh container lists the models, and renders the Leaderboard, without torch.
+RUN python -c "from lgg_core.serving.records import resolve_models; resolve_models()"
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lgg_core.app.state import data_dir, device, init_state
+from lgg_core.app.state import data_dir, device_text, init_state
 
 # Every page imports lgg_core.app.state: on a fresh server, Streamlit's legacy pages/ mode (set off by the folder
 # name) would run a shared link's page alone; that import's _leave_legacy_pages_mode() reruns it through here.
@@ -33,7 +33,7 @@ def sidebar() -> None:
     with st.sidebar:
         st.text_input("Data folder (kaggle_3m)", value=data_dir(), key="data_dir_input", on_change=set_data_dir,
                       help="A kaggle_3m copy or its parent. Empty: $LGG_DATA_DIR, else the bundled demo set.")
-        st.caption(f"Models run on **{device()}**. Data: LGG MRI Segmentation (Buda et al., TCGA-LGG via TCIA).")
+        st.caption(f"Models run on {device_text()}. Data: LGG MRI Segmentation (Buda et al., TCGA-LGG via TCIA).")
 
 
 st.set_page_config(page_title="LGG segmentation dashboard", page_icon=":brain:", layout="wide")

@@ -1,8 +1,11 @@
-"""CPU inference speed: PyTorch eager vs ONNX Runtime on the same model, batch 1 and 16, in one run.
+"""CPU inference speed: PyTorch eager vs ONNX Runtime fp32 on the same model, batch 1 and 16, side by side.
 
-Times the app's whole prediction path (normalize, resize, forward, sigmoid) on random uint8 slices and prints
-ms per slice and the PyTorch / ONNX Runtime ratio. Both backends get the same thread count (torch's, which follows
+Times the app's whole prediction path (normalize, resize, forward, sigmoid) on random uint8 slices. The backends are
+interleaved call by call, their order alternating from round to round, so that a load change on a shared machine
+hits both alike; prints the median ms per slice with the min–max over rounds, the PyTorch / ONNX Runtime ratio of
+the medians, and the load average before and after. Both backends get the same thread count (torch's, which follows
 ``OMP_NUM_THREADS``). The artifact is copied to a temporary folder, so nothing is written beside the shipped weights.
+For the int8 and bf16 paths and held-out quality, see ``benchmarks/serving_paths.py``.
 
 Examples:
     OMP_NUM_THREADS=2 python benchmarks/inference.py artifacts/unet-mini
@@ -11,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import statistics
@@ -42,14 +46,24 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> Path:
     return folder
 
 
-def _ms_per_slice(predictor: OnnxPredictor | TorchPredictor, images: np.ndarray, repeats: int) -> float:
-    predictor.predict(images, batch_size=len(images))  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predictor.predict(images, batch_size=len(images))
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times) / len(images)
+Predictor = OnnxPredictor | TorchPredictor
+
+
+def _interleaved_ms(backends: dict[str, Predictor], images: np.ndarray, rounds: int) -> dict[str, list[float]]:
+    """ms per slice of every backend in every round, backends alternating their order round by round."""
+    for predictor in backends.values():
+        predictor.predict(images, batch_size=len(images))  # warm-up: allocations, kernel selection
+    ms: dict[str, list[float]] = {name: [] for name in backends}
+    for r in range(rounds):
+        for name in (list(backends) if r % 2 == 0 else list(reversed(backends))):
+            start = time.perf_counter()
+            backends[name].predict(images, batch_size=len(images))
+            ms[name].append(1000 * (time.perf_counter() - start) / len(images))
+    return ms
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("artifact", nargs="?", help="artifact folder")
     source.add_argument("--arch", help="registry name, random weights")
     parser.add_argument("--size", type=int, default=256, help="input size with --arch (default: 256)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per batch size; the median counts")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="timed calls per backend and batch size, interleaved (default: 15)")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -69,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {config['arch']} ({args.artifact or 'random weights'}), task {config['task']}, "
               f"input {backends['onnxruntime'].input_size}px, {torch.get_num_threads()} threads, "
               f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
-        print(f"{'batch':>5}  {'pytorch ms/slice':>16}  {'onnxruntime ms/slice':>20}  {'pytorch/onnx':>12}")
+        print(f"load average before: {os.getloadavg()[0]:.1f}; ms per slice, median (min–max) of {args.rounds}")
+        print("| batch | PyTorch | ONNX Runtime | PyTorch / ORT |\n|---:|---:|---:|---:|")
         for batch in BATCHES:
             images = rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8)
-            ms = {name: _ms_per_slice(p, images, args.repeats) for name, p in backends.items()}
-            print(f"{batch:>5}  {ms['pytorch']:>16.2f}  {ms['onnxruntime']:>20.2f}  "
-                  f"{ms['pytorch'] / ms['onnxruntime']:>11.2f}x")
+            ms = _interleaved_ms(backends, images, args.rounds)
+            ratio = statistics.median(ms["pytorch"]) / statistics.median(ms["onnxruntime"])
+            print(f"| {batch} | {_cell(ms['pytorch'])} | {_cell(ms['onnxruntime'])} | {ratio:.2f}x |")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 

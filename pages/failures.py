@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from lgg_core.serving.records import GATED_PREFIX, Gate, row_of
-from lgg_core.evaluation.failures import KINDS, counts, failure_cases, gated_slices, raw_slices
+from lgg_core.evaluation.failures import KEYS, KINDS, counts, failure_cases, failure_tables
 from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
 from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, shown_segmenters,
                                 slice_probs, stored_only)
@@ -16,22 +17,7 @@ st.caption("From each model's evaluation on its held-out patients (`eval/slices.
 
 ONLY_LOADED = "Only slices in the loaded data"
 
-
-def evaluated_tables() -> dict:
-    """Raw per-slice tables of evaluated segmenters and of gated pipelines whose parts are both evaluated."""
-    tables = {}
-    for name, record in shown_segmenters().items():
-        t, _ = eval_tables(record)
-        if t is not None:
-            tables[name] = raw_slices(t.slices)
-    for name, (classifier, segmenter) in gated_options().items():
-        (c, _), (s, _) = eval_tables(classifier), eval_tables(segmenter)
-        if c is not None and s is not None:
-            tables[name] = gated_slices(c.slices, raw_slices(s.slices))
-    return tables
-
-
-tables = evaluated_tables()
+tables = failure_tables(shown_segmenters(), gated_options(), eval_tables)
 if not tables:
     st.info("No evaluated segmenter yet: failure cases come from the eval/ tables that `lgg evaluate` writes.")
     st.stop()
@@ -40,13 +26,14 @@ if not tables:
 left, right = st.columns([2, 1])
 name = left.selectbox("Model or pipeline", list(tables), index=remembered_index("failure_model", list(tables)))
 data = dataset()
-loaded = data.patients if data is not None else []
+# Slices, not patients: with the bundled demo set, the gallery's own patients are loaded a few slices each.
+loaded = data.index[KEYS] if data is not None else pd.DataFrame(columns=KEYS)
 found, held = counts(tables[name]), counts(tables[name], loaded)
 # On by default only where it hides something; a choice the user made is kept instead.
 default = st.session_state.get("failure_loaded_only", found != held)
 only_loaded = left.toggle(ONLY_LOADED, value=default,
-                          help="Leave out cases whose patient is not in the data folder set in the sidebar: those "
-                               "can show their metrics only, no image")
+                          help="Leave out cases whose slice is not in the loaded data (the data folder set in the "
+                               "sidebar): those can show their metrics only, no image")
 if only_loaded != default:
     st.session_state["failure_loaded_only"] = only_loaded
 listed = held if only_loaded else found
@@ -56,21 +43,22 @@ limit = right.slider("Show", 4, 48, st.session_state.get("failure_limit", 12), 4
 st.session_state.update(failure_model=name, failure_kind=kind, failure_limit=limit)
 st.caption(KINDS[kind])
 if only_loaded and (hidden := found[kind] - held[kind]):
-    st.caption(f"{hidden} of the {found[kind]} {kind} of {name} are on patients not in the loaded data folder and "
+    st.caption(f"{hidden} of the {found[kind]} {kind} of {name} are on slices not in the loaded data and "
                f"are left out: turn off *{ONLY_LOADED}* to list them with their metrics, or point the sidebar at a "
                "full kaggle_3m copy.")
-cases = failure_cases(tables[name], kind, limit, patients=loaded if only_loaded else None)
+cases = failure_cases(tables[name], kind, limit, loaded=loaded if only_loaded else None)
 if cases.empty:
     if found[kind]:
-        st.info(f"None of the {kind} of {name} is on a patient of the loaded data folder.")
+        st.info(f"None of the {kind} of {name} is on a slice of the loaded data.")
     else:
         st.success(f"No {kind} for {name}.")
     st.stop()
 
-missing = sorted(set(cases["patient"]) - set(loaded))
-if missing:
-    st.info(f"{len(missing)} patient(s) of these cases are not in the loaded data folder, so their slices show "
-            f"metrics only: turn on *{ONLY_LOADED}*, or point the sidebar at a full kaggle_3m copy to see them.")
+rows = [row_of(data, patient, int(number)) if data is not None else None
+        for patient, number in zip(cases["patient"], cases["slice"])]
+if missing := rows.count(None):
+    st.info(f"{missing} of these cases are on slices not in the loaded data, so they show metrics only: turn on "
+            f"*{ONLY_LOADED}*, or point the sidebar at a full kaggle_3m copy to see them.")
 # Compare needs two models: the failing one next to its gated segmenter, or the catalog's best other segmenter.
 partner = (gated_options()[name][1].name if name.startswith(GATED_PREFIX)
            else next((m for m in shown_segmenters() if m != name), None))
@@ -83,8 +71,7 @@ for i, case in cases.iterrows():
                     f"FP {case['fp']} px · FN {case['fn']} px")
         if "gate_prob" in case:  # a gated pipeline: why its mask is there or not, at gated_slices' threshold
             st.caption(Gate(gated_options()[name][0].name, np.array([case["gate_prob"]]), 0.5).describe(0))
-        row = row_of(data, case["patient"], int(case["slice"])) if data is not None else None
-        if row is not None:
+        if (row := rows[i]) is not None:
             base = channel_view(data.images[row])
             pred = slice_probs(name, data, row) > 0.5
             st.image(overlay(overlay(base, data.masks[row], GT_COLOR, "contour"), pred, PRED_COLOR, "contour"),

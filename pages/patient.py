@@ -38,6 +38,12 @@ with right:
                                "see the original intensities.")
     uncertain = st.toggle("TTA uncertainty", help="How much the tumor probability changes when each slice is "
                           "mirrored, and whether that flags the badly segmented slices: one more forward pass a slice")
+if patient in data.partial:
+    # Volume Dice, the strip and the uncertainty correlation over a few slices would pass for the patient's own.
+    st.info(f"Only {len(data.rows([patient]))} slices of {patient} are bundled, those the Failure cases page shows: "
+            "this page needs the whole volume. Open those slices in Compare or Explain, pick a patient without "
+            "*gallery slices only*, or point the sidebar at a full kaggle_3m copy.")
+    st.stop()
 show_patient_roles(patient, [name])
 if problem := prediction_problem(name, data, patient):
     st.warning(problem + " Pick one of its test patients or another model.")

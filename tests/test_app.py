@@ -270,7 +270,7 @@ def test_failure_gallery_leaves_out_patients_missing_from_the_data_and_says_how_
     only = next(t for t in at.toggle if t.label == "Only slices in the loaded data")
     assert only.value  # on: every case of the tiny zoo is on its held-out patient, which this folder lacks
     assert at.radio[0].options[0] == "false positives (0)"  # counts of the loaded patients' slices
-    assert re.search(r"(\d+) of the \1 false positives of cnn-encdec are on patients not in the loaded data",
+    assert re.search(r"(\d+) of the \1 false positives of cnn-encdec are on slices not in the loaded data",
                      texts(at.caption))
     assert "None of the false positives of cnn-encdec" in texts(at.info)
     assert not at.get("image") and not [b for b in at.button if b.label == "Compare"]

@@ -1,11 +1,13 @@
 """The model catalog: parsing, validation, resolving entries to artifact folders (Hub mocked at snapshot_download)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 
+from lgg_core.serving import artifacts
 from lgg_core.serving.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.models import LGGModel
 from lgg_core.serving.records import read_eval, resolve_models
@@ -124,3 +126,28 @@ def test_default_catalog_lists_segmenters_best_first() -> None:
     assert problem is None
     dice = [read_eval(r)[0].summary["variants"]["raw"]["patient_dice"] for r in records if r.task == "segment"]
     assert dice == sorted(dice, reverse=True)
+
+
+def test_artifact_checks_are_remembered_until_a_file_they_read_changes(tiny_artifact: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def edit_config(**changes) -> None:
+        config = json.loads((tiny_artifact / "config.json").read_text())
+        (tiny_artifact / "config.json").write_text(json.dumps(config | changes))
+
+    edit_config(task="segment")
+    catalog = _write(tiny_artifact.parents[1], '[[model]]\nname = "tiny"\npath = "artifacts/tiny"\n')
+    first = resolve_models(catalog)[0][0]
+    assert first.ok and first.has_weights
+    checked = []
+    real = artifacts.inspect_artifact
+    monkeypatch.setattr(artifacts, "inspect_artifact", lambda folder: checked.append(folder) or real(folder))
+    again = resolve_models(catalog)[0][0]
+    assert again == first and again.config == first.config and not checked
+
+    edit_config(arch_kwargs={"base_width": 8})
+    widened = resolve_models(catalog)[0][0]
+    assert not widened.ok and "does not match" in widened.problem and len(checked) == 1
+    assert resolve_models(catalog)[0][0] == widened and len(checked) == 1
+
+    (tiny_artifact / "model.safetensors").unlink()
+    assert resolve_models(catalog)[0][0].has_weights is False and len(checked) == 2

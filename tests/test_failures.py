@@ -40,12 +40,17 @@ def test_gate_removes_false_positives_and_can_miss_tumor() -> None:
     assert counts(gated.reset_index()) == {"false positives": 0, "false negatives": 2, "worst Dice": 1}
 
 
-def test_cases_of_loaded_patients_fill_the_limit_and_are_counted() -> None:
+def test_cases_of_loaded_slices_fill_the_limit_and_are_counted() -> None:
     other = seg_table().assign(patient="Q", fp=[70, 0, 50, 10, 0])  # Q's false positive is the more severe one
     table = pd.concat([other, seg_table()], ignore_index=True)
+    patient_p = seg_table()[["patient", "slice"]]
     assert failure_cases(table, "false positives", limit=1)["patient"].tolist() == ["Q"]
-    assert failure_cases(table, "false positives", limit=1, patients=["P"])["patient"].tolist() == ["P"]
-    assert failure_cases(table, "worst Dice", patients=["P"])["slice"].tolist() == [3, 4]
-    assert failure_cases(table, "worst Dice", patients=[]).empty
+    assert failure_cases(table, "false positives", limit=1, loaded=patient_p)["patient"].tolist() == ["P"]
+    assert failure_cases(table, "worst Dice", loaded=patient_p)["slice"].tolist() == [3, 4]
+    assert failure_cases(table, "worst Dice", loaded=patient_p.iloc[:0]).empty
     assert counts(table) == {"false positives": 2, "false negatives": 2, "worst Dice": 4}
-    assert counts(table, {"P"}) == counts(seg_table())
+    assert counts(table, patient_p) == counts(seg_table())
+    # Slices, not patients: a patient of which only some slices are loaded (the demo's gallery slices).
+    some = pd.DataFrame({"patient": ["Q", "P"], "slice": [4, 1]})
+    assert failure_cases(table, "worst Dice", loaded=some)[["patient", "slice"]].values.tolist() == [["Q", 4]]
+    assert counts(table, some) == {"false positives": 1, "false negatives": 0, "worst Dice": 1}

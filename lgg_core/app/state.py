@@ -4,15 +4,16 @@ All model, metric and CAM logic lives in ``lgg_core``; this module only caches i
 """
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -32,11 +33,14 @@ from lgg_core.serving.records import (
     resolve_models,
 )
 from lgg_core.data.cache import LGGData, load_dataset
+from lgg_core.data.gallery import with_gallery
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
 from lgg_core.serving.catalog import catalog_path
 from lgg_core.data.reader import DatasetError, find_root
-from lgg_core.serving.device import pick_device
 from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
+
+if TYPE_CHECKING:
+    import torch
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
@@ -62,7 +66,19 @@ _leave_legacy_pages_mode()
 @st.cache_resource(show_spinner=False)
 def device() -> torch.device:
     """GPU when present, else CPU."""
+    from lgg_core.serving.device import pick_device
+
     return pick_device("auto")
+
+
+def device_text() -> str:
+    """Where models run, in markdown: the device once this process has loaded PyTorch, else the rule that picks it.
+
+    Importing PyTorch only to name the device would cost seconds on pages that run no model, such as the Leaderboard.
+    """
+    if "torch" in sys.modules:
+        return f"**{device()}**"
+    return "this server's GPU when it has one (CUDA, Apple MPS), else its CPU"
 
 
 def _mtime(path: Path | None) -> float:
@@ -283,7 +299,9 @@ def _dataset(path: str) -> LGGData:
                                             "loads, also after a restart, read the cache.")
 
         try:
-            data = load_dataset(path, progress=False, on_progress=report)
+            # The bundled demo set comes with the failure gallery's slices, so that its default cases show images.
+            data = with_gallery(load_dataset(path, progress=False, on_progress=report), progress=False,
+                                on_progress=report)
         finally:
             bar.empty()
         _DATASETS[path] = data
@@ -363,12 +381,13 @@ def share(**values) -> None:
 
 
 def pick_patient(data: LGGData, label: str = "Patient") -> str:
-    """Patient selector that remembers the choice across pages."""
-    patients = data.patients
+    """Patient selector that remembers the choice across pages; whole patients first, partial ones marked."""
+    patients = sorted(data.patients, key=lambda p: p in data.partial)
     current = st.session_state.get("patient")
     if current is not None and current not in patients:
         st.warning(f"{current} is not in the loaded data folder, so {patients[0]} is shown instead.")
-    patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0)
+    patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0,
+                           format_func=lambda p: f"{p} (gallery slices only)" if p in data.partial else p)
     if current is not None and patient != current:
         st.session_state.pop("slice", None)  # another patient opens on its largest tumor, not the old slice number
     share(patient=patient)
@@ -382,7 +401,11 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
     current = st.session_state.get("slice")
     if current not in numbers:
         tumor = data.index["has_tumor"].to_numpy()[rows]
-        current = numbers[int(np.argmax(data.index["tumor_pixels"].to_numpy()[rows]))] if tumor.any() else numbers[0]
+        asked, current = current, (numbers[int(np.argmax(data.index["tumor_pixels"].to_numpy()[rows]))]
+                                   if tumor.any() else numbers[0])
+        if asked is not None and patient in data.partial:
+            st.warning(f"Slice {asked} of {patient} is not bundled (only the failure gallery's slices of this "
+                       f"patient are), so slice {current} is shown instead.")
     number = st.select_slider(label, numbers, value=current)
     share(slice=number)
     return number, int(rows[numbers.index(number)])

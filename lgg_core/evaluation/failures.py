@@ -6,10 +6,14 @@ mask, any other slice keeps the segmenter's mask. No model runs.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from lgg_core.serving.records import EvalTables, ModelRecord
 
 KINDS = {
     "false positives": "tumor predicted on a slice without tumor (ranked by predicted pixels)",
@@ -47,16 +51,37 @@ def gated_slices(classifier: pd.DataFrame, segmenter: pd.DataFrame, threshold: f
     return table
 
 
+def failure_tables(segmenters: Mapping[str, ModelRecord], pipelines: Mapping[str, tuple[ModelRecord, ModelRecord]],
+                   read: Callable[[ModelRecord], tuple[EvalTables | None, str | None]]) -> dict[str, pd.DataFrame]:
+    """Raw per-slice tables of evaluated segmenters and of gated pipelines whose parts are both evaluated.
+
+    Args:
+        segmenters: segmenter records by name, in the order a gallery lists them.
+        pipelines: (classifier, segmenter) records by gated-pipeline name.
+        read: reads a record's eval tables, (tables or None, why not).
+    """
+    tables = {}
+    for name, record in segmenters.items():
+        t, _ = read(record)
+        if t is not None:
+            tables[name] = raw_slices(t.slices)
+    for name, (classifier, segmenter) in pipelines.items():
+        (c, _), (s, _) = read(classifier), read(segmenter)
+        if c is not None and s is not None:
+            tables[name] = gated_slices(c.slices, raw_slices(s.slices))
+    return tables
+
+
 def failure_cases(slices: pd.DataFrame, kind: str, limit: int = 24,
-                  patients: Collection[str] | None = None) -> pd.DataFrame:
+                  loaded: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ``limit`` most severe slices of ``kind`` (a key of ``KINDS``), with a ``severity`` column.
 
     Args:
         slices: a raw per-slice table (``raw_slices`` or ``gated_slices``).
         kind: which failure.
         limit: how many rows to return.
-        patients: keep only these patients' slices (e.g. those of the loaded data); the ``limit`` most severe are
-            taken among them, so a gallery fills with slices it can show.
+        loaded: keep only slices whose ``patient`` and ``slice`` are a row of this table (e.g. the loaded data's
+            index); the ``limit`` most severe are taken among them, so a gallery fills with slices it can show.
 
     Raises:
         ValueError: unknown kind.
@@ -70,12 +95,12 @@ def failure_cases(slices: pd.DataFrame, kind: str, limit: int = 24,
         cases, severity = slices[true & pred], 1 - slices["dice"]
     else:
         raise ValueError(f"unknown failure kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if patients is not None:
-        cases = cases[cases["patient"].isin(list(patients))]
+    if loaded is not None:
+        cases = cases[pd.MultiIndex.from_frame(cases[KEYS]).isin(pd.MultiIndex.from_frame(loaded[KEYS]))]
     cases = cases.assign(severity=severity[cases.index], tumor_pixels=(slices["tp"] + slices["fn"])[cases.index])
     return cases.sort_values(["severity", "tumor_pixels"], ascending=False).head(limit).reset_index(drop=True)
 
 
-def counts(slices: pd.DataFrame, patients: Collection[str] | None = None) -> dict[str, int]:
-    """How many slices of each failure kind the table holds (only ``patients``' slices when given)."""
-    return {kind: len(failure_cases(slices, kind, limit=len(slices), patients=patients)) for kind in KINDS}
+def counts(slices: pd.DataFrame, loaded: pd.DataFrame | None = None) -> dict[str, int]:
+    """How many slices of each failure kind the table holds (only those among ``loaded``'s rows when given)."""
+    return {kind: len(failure_cases(slices, kind, limit=len(slices), loaded=loaded)) for kind in KINDS}

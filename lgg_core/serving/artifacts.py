@@ -28,6 +28,7 @@ from lgg_core.models import (
     read_config,
 )
 from lgg_core.data.splits import save_split
+from lgg_core.serving.checks import missing_weights_message
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
 DATASET_ID = "mateuszbuda/lgg-mri-segmentation"
@@ -194,12 +195,6 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise FileNotFoundError(missing_weights_message(path))
     model = LGGModel.from_pretrained(path).to(device).eval()
     return model, config
-
-
-def missing_weights_message(path: Path) -> str:
-    """Why an artifact cannot run, and the commands that bring its weights."""
-    return (f"{path.name} ships its evaluation record only: its weights are not bundled (size budget). Train them "
-            f"with `train/zoo.sh {path.name}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
 
 
 def part_dirs(folder: str | Path, config: dict[str, Any]) -> list[Path]:

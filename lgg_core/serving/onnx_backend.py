@@ -28,7 +28,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from lgg_core.serving.artifacts import load_artifact, missing_weights_message, read_config
+from lgg_core.serving.artifacts import load_artifact, read_config
+from lgg_core.serving.checks import missing_weights_message
 from lgg_core.serving.cpu_paths import INT8_FILE, ONNX_FILES, PATHS, recorded_path
 from lgg_core.serving.device import pick_device
 from lgg_core.serving.hub import ONNX_FILE

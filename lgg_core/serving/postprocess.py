@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -33,7 +37,6 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == np.argmax(sizes)
 
 
-@torch.no_grad()
 def flip_tta(model: torch.nn.Module, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Average a model's logits on x and on x flipped horizontally.
 
@@ -49,8 +52,11 @@ def flip_tta(model: torch.nn.Module, x: torch.Tensor, out: torch.Tensor | None =
     Returns:
         Averaged logits with the model's output shape.
     """
-    out = model(x) if out is None else out
-    out_flipped = model(torch.flip(x, dims=[-1]))
-    if out_flipped.ndim == x.ndim:
-        out_flipped = torch.flip(out_flipped, dims=[-1])
-    return (out + out_flipped) / 2
+    import torch  # here: largest_component serves pages that run no model, which must not wait for torch
+
+    with torch.no_grad():
+        out = model(x) if out is None else out
+        out_flipped = model(torch.flip(x, dims=[-1]))
+        if out_flipped.ndim == x.ndim:
+            out_flipped = torch.flip(out_flipped, dims=[-1])
+        return (out + out_flipped) / 2

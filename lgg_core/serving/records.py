@@ -3,6 +3,10 @@
 Everything here is plain Python (no Streamlit), so pages stay thin and tests need no browser. Every reader turns a
 missing or broken file into a message instead of an exception, because the app must keep working while the zoo is
 still being trained and evaluated.
+
+Importing this module and reading records does not import torch (see :mod:`lgg_core.serving.checks`): the functions
+that run models import it when called, so pages that only show records and tables, such as the Leaderboard, render
+without it.
 """
 from __future__ import annotations
 
@@ -11,19 +15,21 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from lgg_core.serving.artifacts import inspect_artifact, load_artifact, missing_weights_message
 from lgg_core.data.cache import LGGData
 from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, resolve_entry
 from lgg_core.data.reader import DATA_DIR_ENV
-from lgg_core.serving.inference import predict
-from lgg_core.models import ArtifactError, LGGModel, assemble
-from lgg_core.serving.onnx_backend import Predictor, load_predictor
+from lgg_core.serving.checks import checked_artifact, missing_weights_message
+
+if TYPE_CHECKING:
+    import torch
+
+    from lgg_core.models import LGGModel
+    from lgg_core.serving.onnx_backend import Predictor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "demo"
@@ -92,9 +98,11 @@ def _resolve(entry: CatalogEntry) -> ModelRecord:
     try:
         # Config and the weights' header are checked here, once, so that a broken entry is listed as unavailable
         # with its reason instead of failing on every page that touches it.
-        config, has_weights = inspect_artifact(path)
-    except (OSError, ArtifactError) as err:
-        return ModelRecord(entry.name, path, problem=f"{entry.name} cannot be loaded: {err}")
+        config, has_weights, problem = checked_artifact(path)
+    except OSError as err:
+        problem = str(err)
+    if problem is not None:
+        return ModelRecord(entry.name, path, problem=f"{entry.name} cannot be loaded: {problem}")
     return ModelRecord(entry.name, path, config, has_weights=has_weights)
 
 
@@ -120,6 +128,8 @@ def load_model(record: ModelRecord, device: str | torch.device = "cpu") -> LGGMo
     Raises:
         ValueError: the record is not usable or the weights do not match the config.
     """
+    from lgg_core.serving.artifacts import load_artifact
+
     if problem := weights_problem(record):
         raise ValueError(problem)
     try:
@@ -138,6 +148,8 @@ def load_predictor_for(record: ModelRecord) -> Predictor:
     Raises:
         ValueError: the record is not usable or its files cannot be loaded.
     """
+    from lgg_core.serving.onnx_backend import load_predictor
+
     if problem := weights_problem(record):
         raise ValueError(problem)
     try:
@@ -160,6 +172,8 @@ def gated_name(classifier: str, segmenter: str) -> str:
 
 def build_gated(classifier: LGGModel, segmenter: LGGModel) -> LGGModel:
     """The classifier-gated segmenter, assembled in memory from two trained models (never saved)."""
+    from lgg_core.models import assemble
+
     device = next(segmenter.parameters()).device
     return assemble("gated", [classifier, segmenter]).to(device)
 
@@ -172,6 +186,8 @@ def predict_gated(
     Each part sees the input size it was trained at (the classifier often 128², the segmenter 256²), which
     ``GatedSegmenter.forward`` cannot do because it feeds both the same tensor.
     """
+    from lgg_core.serving.inference import predict
+
     net = gated.net
     cls_prob = predict(net.classifier, images, "classify", input_size=classifier_size)
     seg_prob = predict(net.segmenter, images, "segment", input_size=segmenter_size)

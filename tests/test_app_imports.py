@@ -1,0 +1,39 @@
+"""The Leaderboard runs no model, so rendering it must not import PyTorch or the model libraries (seconds on a cold
+server). Checked in a fresh interpreter: the test process itself has long imported them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lgg_core.serving.records import resolve_models
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ["torch", "torchvision", "segmentation_models_pytorch", "timm", "onnxruntime"]
+RENDER = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file("streamlit_app.py", default_timeout=120).run()
+print(json.dumps({
+    "exceptions": [e.value for e in at.exception],
+    "titles": [t.value for t in at.title],
+    "models": list(at.dataframe[0].value["model"]) if at.dataframe else [],
+    "sidebar": " ".join(c.value for c in at.sidebar.caption),
+    "imported": [name for name in sys.argv[1:] if name in sys.modules],
+}))
+"""
+
+
+def test_leaderboard_renders_without_importing_torch(app_env: Path) -> None:
+    # The artifact checks need torch; a host's first listing (the image build, in the Dockerfile) remembers them.
+    resolve_models(app_env)
+    done = subprocess.run([sys.executable, "-c", RENDER, *HEAVY], check=False, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not page["exceptions"] and page["titles"] == ["Leaderboard"], page
+    assert {"cnn-encdec", "unet-mini + flip TTA", "gated: resnet18 → unet-mini"} <= set(page["models"])
+    assert page["imported"] == []
+    assert "GPU when it has one" in page["sidebar"]  # the device is named once a page has loaded torch
