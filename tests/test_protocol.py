@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 
 from lgg_core.cli import main as lgg_main
 from lgg_core.data.dataset import BalancedSampler
-from lgg_core.data.splits import fold_roles
+from lgg_core.data.splits import fold_roles, load_split
 from lgg_core.evaluation.evaluator import evaluate
 from lgg_core.models import ArtifactError, LGGModel, assemble, init_encoder_from_classifier
+from lgg_core.models.transfer import check_encoder_source
 from lgg_core.serving.artifacts import inspect_artifact, load_artifact, write_reference
 from lgg_core.serving.catalog import CatalogEntry
 from lgg_core.serving.predictions import PredictionsError, load_masks, save_masks
@@ -111,6 +112,20 @@ def test_encoder_starts_from_classifier_backbone(zoo_catalog: Path, tmp_path: Pa
         init_encoder_from_classifier(LGGModel("unet-resnet34"), classifier)
     with pytest.raises(ArtifactError, match="not a classifier"):
         init_encoder_from_classifier(segmenter, zoo_catalog.parent / "cnn-encdec")
+
+
+def test_encoder_source_must_not_have_seen_the_runs_held_out_patients(zoo_catalog: Path) -> None:
+    classifier = zoo_catalog.parent / "resnet18"
+    roles = load_split(classifier / "split.json")["roles"]
+    check_encoder_source(classifier, roles)  # the same fold: nothing leaks
+    swapped = {**roles, "test": roles["train"][:2], "train": roles["test"] + roles["train"][2:]}
+    with pytest.raises(ValueError, match=f"learned from {len(swapped['test'])} of this run's test patients"):
+        check_encoder_source(classifier, swapped)
+    into_val = {**roles, "val": roles["train"][:1]}
+    with pytest.raises(ValueError, match="1 of this run's validation patients"):
+        check_encoder_source(classifier, into_val)
+    with pytest.raises(ArtifactError, match="no split.json"):
+        check_encoder_source(zoo_catalog.parent / "no-such-artifact", roles)
 
 
 # --- composite artifacts that reference their parts --------------------------------------------------------------

@@ -4,7 +4,10 @@
 # every patient of the dataset is scored exactly once. Resumable like train/zoo.sh: an evaluated fold is skipped, a
 # fold in progress resumes from its last epoch.
 # Usage: LGG_DATA_DIR=/path/to/kaggle_3m train/cv.sh NAME [EPOCHS]   (NAME: a file in train/configs/)
-# Writes artifacts/cv/NAME[-eEPOCHS]/fold-F/ and the pooled per-patient table patients.csv beside them.
+# Writes artifacts/cv/NAME[-eEPOCHS]/fold-F/ and the pooled per-patient table patients.csv beside them. A model whose
+# encoder starts from a classifier (encoder_init) gets that classifier trained on the same fold first
+# (CLASSIFIER-fold-F/, at the protocol's epochs): the protocol's own one saw other folds' test patients, and training
+# refuses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
@@ -12,12 +15,22 @@ name=$1
 epochs=${2:-}
 k=5  # the split's default (lgg_core.data.splits); the protocol's fold 0 is the zoo's test set
 out="artifacts/cv/$name${epochs:+-e$epochs}"
-for ((fold = 0; fold < k; fold++)); do
-  dir="$out/fold-$fold"
-  if [ -f "$dir/eval/summary.json" ]; then echo "== $dir: evaluated"; continue; fi
+encoder_init=$(python -c "from train.__main__ import load_config; print(load_config('$name').get('encoder_init') or '')")
+train_fold() {  # DIR FOLD CONFIG [python -m train options...]
+  local dir=$1 fold=$2 config=$3
+  shift 3
+  if [ -f "$dir/eval/summary.json" ]; then echo "== $dir: evaluated"; return; fi
   echo "== $dir: training ($(date -u +%H:%M:%S))"
-  python -m train "$name" --fold "$fold" ${epochs:+--epochs "$epochs"} --out "$dir" --run-dir "runs/$dir" \
-    --no-progress --overwrite
+  python -m train "$config" --fold "$fold" --out "$dir" --run-dir "runs/$dir" --no-progress --overwrite "$@"
   python -m lgg_core.cli evaluate "$dir"
+}
+for ((fold = 0; fold < k; fold++)); do
+  init=()
+  if [ -n "$encoder_init" ]; then
+    classifier=$(basename "$encoder_init")
+    train_fold "$out/$classifier-fold-$fold" "$fold" "$classifier"
+    init=(--set "encoder_init=$out/$classifier-fold-$fold")
+  fi
+  train_fold "$out/fold-$fold" "$fold" "$name" ${epochs:+--epochs "$epochs"} "${init[@]}"
 done
 python -m lgg_core.cli crossval "$out"/fold-* --out "$out/patients.csv"

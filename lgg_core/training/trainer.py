@@ -31,6 +31,7 @@ from lgg_core.serving.device import autocast, pick_device
 from lgg_core.serving.inference import predict
 from lgg_core.evaluation.metrics import classification_metrics, volume_dice
 from lgg_core.models import LGGModel, init_encoder_from_classifier
+from lgg_core.models.transfer import check_encoder_source
 from lgg_core.data.splits import fold_roles, make_folds
 from lgg_core.data.dataset import BalancedSampler, SliceDataset
 from lgg_core.data.transforms import Augment, training_batch
@@ -276,6 +277,7 @@ def train(
     train_rows = data.rows(roles["train"])
     model = LGGModel(cfg.arch, cfg.arch_kwargs)
     if cfg.encoder_init:
+        check_encoder_source(cfg.encoder_init, roles)
         init_encoder_from_classifier(model, cfg.encoder_init)
     model = model.to(device)
     if device.type == "cpu":
