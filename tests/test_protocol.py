@@ -17,7 +17,7 @@ from lgg_core.data.dataset import BalancedSampler
 from lgg_core.data.splits import fold_roles, load_split
 from lgg_core.evaluation.evaluator import evaluate
 from lgg_core.models import ArtifactError, LGGModel, assemble, init_encoder_from_classifier
-from lgg_core.models.transfer import check_encoder_source
+from lgg_core.training.trainer import check_encoder_source
 from lgg_core.serving.artifacts import inspect_artifact, load_artifact, write_reference
 from lgg_core.serving.catalog import CatalogEntry
 from lgg_core.serving.predictions import PredictionsError, load_masks, save_masks

@@ -10,9 +10,6 @@ from pathlib import Path
 
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 
-from lgg_core.data.reader import DatasetError
-from lgg_core.data.splits import load_split
-
 from .hub_model import ArtifactError, LGGModel, check_artifact, load_weights
 
 
@@ -44,25 +41,3 @@ def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) ->
     encoder.load_state_dict({k: backbone[k] for k in target})
     return len(target)
 
-
-def check_encoder_source(classifier_dir: str | Path, roles: dict[str, list[str]]) -> None:
-    """Refuse a classifier whose patients would leak into a run with these split ``roles`` through its encoder.
-
-    The classifier must not have trained or validated on the run's test patients, nor trained on its validation
-    patients (which pick the run's checkpoint). A cross-validation fold therefore needs a classifier trained on the
-    same fold (``train/cv.sh`` trains one).
-
-    Raises:
-        ArtifactError: the classifier has no readable split.json.
-        ValueError: the patients overlap.
-    """
-    try:
-        source = load_split(Path(classifier_dir) / "split.json")["roles"]
-    except (DatasetError, KeyError) as err:
-        raise ArtifactError(f"{classifier_dir} has no split.json with roles, so its patients are unknown ({err})")
-    trained = set(source.get("train", []))
-    for role, run_patients, classifier_patients in (("test", roles["test"], trained | set(source.get("val", []))),
-                                                    ("validation", roles["val"], trained)):
-        if leaked := sorted(classifier_patients & set(run_patients)):
-            raise ValueError(f"{classifier_dir} learned from {len(leaked)} of this run's {role} patients "
-                             f"({', '.join(leaked[:3])}…): train its classifier on the same fold")

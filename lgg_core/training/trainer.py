@@ -30,9 +30,9 @@ from lgg_core.training.checkpoint import CheckpointError, load_checkpoint, save_
 from lgg_core.serving.device import autocast, pick_device
 from lgg_core.serving.inference import predict
 from lgg_core.evaluation.metrics import classification_metrics, volume_dice
-from lgg_core.models import LGGModel, init_encoder_from_classifier
-from lgg_core.models.transfer import check_encoder_source
-from lgg_core.data.splits import fold_roles, make_folds
+from lgg_core.models import ArtifactError, LGGModel, init_encoder_from_classifier
+from lgg_core.data.reader import DatasetError
+from lgg_core.data.splits import fold_roles, load_split, make_folds
 from lgg_core.data.dataset import BalancedSampler, SliceDataset
 from lgg_core.data.transforms import Augment, training_batch
 
@@ -238,6 +238,29 @@ def _distributed() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank() if world > 1 else 0), world
+
+
+def check_encoder_source(classifier_dir: str | Path, roles: dict[str, list[str]]) -> None:
+    """Refuse a classifier whose patients would leak into a run with these split ``roles`` through its encoder.
+
+    The classifier must not have trained or validated on the run's test patients, nor trained on its validation
+    patients (which pick the run's checkpoint). A cross-validation fold therefore needs a classifier trained on the
+    same fold (``train/cv.sh`` trains one).
+
+    Raises:
+        ArtifactError: the classifier has no readable split.json.
+        ValueError: the patients overlap.
+    """
+    try:
+        source = load_split(Path(classifier_dir) / "split.json")["roles"]
+    except (DatasetError, KeyError) as err:
+        raise ArtifactError(f"{classifier_dir} has no split.json with roles, so its patients are unknown ({err})")
+    trained = set(source.get("train", []))
+    for role, run_patients, classifier_patients in (("test", roles["test"], trained | set(source.get("val", []))),
+                                                    ("validation", roles["val"], trained)):
+        if leaked := sorted(classifier_patients & set(run_patients)):
+            raise ValueError(f"{classifier_dir} learned from {len(leaked)} of this run's {role} patients "
+                             f"({', '.join(leaked[:3])}…): train its classifier on the same fold")
 
 
 def train(
