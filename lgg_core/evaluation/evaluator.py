@@ -69,6 +69,7 @@ def _patient_tables(
         if variant == "lcc":
             pred = largest_component(pred)
         slices[variant] = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
+        slices[variant].insert(0, "variant", variant)
         patient[variant] = {
             "variant": variant, "patient": meta["patient"].iloc[0], "institution": meta["institution"].iloc[0],
             "dice": volume_dice(pred, true), "slices": len(rows),
@@ -90,13 +91,12 @@ def _evaluate_segmenter(
     for patient_rows, raw, tta in _patient_probs(model, data, rows, batch_size, input_size):
         tables, rows_of_patient, predicted = _patient_tables({"raw": raw, "tta": tta}, data, patient_rows)
         for variant in SEG_VARIANTS:
-            slices[variant].append(tables[variant].assign(variant=variant))
+            slices[variant].append(tables[variant])
             patients[variant].append(rows_of_patient[variant])
         for variant, kept in masks.items():
             kept.append(predicted[variant])
         calibration.update(raw, data.masks[patient_rows])
     slice_table = pd.concat([t for variant in SEG_VARIANTS for t in slices[variant]], ignore_index=True)
-    slice_table = slice_table[["variant", *slice_table.columns.drop("variant")]]
     patient_table = pd.DataFrame([row for variant in SEG_VARIANTS for row in patients[variant]])
     return slice_table, patient_table, calibration.to_dict(), {v: np.concatenate(m) for v, m in masks.items()}
 

@@ -40,4 +40,3 @@ def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) ->
         )
     encoder.load_state_dict({k: backbone[k] for k in target})
     return len(target)
-
