@@ -236,10 +236,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     """Print the pooled per-patient Dice of one model's evaluated fold artifacts (each patient held out once)."""
-    from lgg_core.evaluation.crossval import fold_patients, summary, summary_markdown
+    from lgg_core.evaluation import crossval
 
-    pooled = fold_patients(args.artifacts)
-    print(summary_markdown(summary(pooled)))
+    folds = crossval.fold_dirs(args.artifacts)
+    pooled = crossval.fold_patients(folds)
+    expected = crossval.expected_folds(folds)
+    if len(folds) < expected:
+        print(f"warning: {len(folds)} of {expected} folds: the pooled patients are not the whole dataset",
+              file=sys.stderr)
+    print(crossval.summary_markdown(crossval.summary(pooled)))
     if args.out:
         pooled.to_csv(args.out, index=False)
     return 0
@@ -315,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "refuses folds of different models or recipes and patients held out twice, and prints the mean "
                     "and median per-patient Dice with 95%% bootstrap CIs over patients, per variant (as predicted, "
                     "largest 3D component, flip TTA).")
-    crossval.add_argument("artifacts", nargs="+", help="one artifact folder per fold")
+    crossval.add_argument("artifacts", nargs="+",
+                          help="one artifact folder per fold, or a run folder holding fold-* (train/cv.sh's)")
     crossval.add_argument("--out", help="also write the pooled per-patient table (CSV)")
     crossval.set_defaults(func=cmd_crossval)
 
@@ -324,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="owner/name on the Hub (created if missing)")
     push.add_argument("--revision", help="branch to commit to (default: main)")
     push.add_argument("--private", action="store_true", help="create the repo private")
-    push.add_argument("--with-onnx", action="store_true", help="also upload model.onnx")
+    push.add_argument("--with-onnx", action="store_true",
+                      help="also upload model.onnx, and model.int8.onnx where export-onnx kept one")
     push.add_argument("--message", help="commit message")
     push.set_defaults(func=cmd_push)
 

@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from lgg_core.app import latency
+from lgg_core.evaluation import crossval
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
-from lgg_core.app.state import dataset, eval_tables, open_slice, records, show_model_problems
+from lgg_core.app.state import crossval_reports, dataset, eval_tables, open_slice, records, show_model_problems
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -59,6 +60,25 @@ st.caption(f"Latency: one 256² slice per call, median of {latency.REPEATS} afte
            "with the backend each model is served through (column *Timed on*), and shared by every session. "
            + (f"{len(timed)} of {len(table)} rows timed, last at {time.strftime('%H:%M', time.localtime(last))} "
               "(server time)." if len(timed) else "Not measured yet."))
+
+reports, problem = crossval_reports()
+if reports or problem:
+    st.subheader("Cross-validation: every patient held out once")
+    st.caption("The rows above score one test fold of 22 patients. A cross-validation run trains the same recipe "
+               "once per patient-level fold and scores each fold's model on its own held-out patients, so all "
+               "110 patients are scored exactly once (Buda et al.'s protocol: per-patient volume Dice averaged "
+               "over patients, 95% bootstrap CI over patients). Reproduce with `train/cv.sh NAME`.")
+    if problem:
+        st.warning(problem)
+for report in reports:
+    if report.problem:
+        st.warning(report.problem)
+        continue
+    patients = int(report.table["patients"].iloc[0])
+    st.markdown(f"**{report.name}**: {report.folds} of {report.expected} folds evaluated, {patients} patients"
+                + ("" if report.folds >= report.expected else " (still running: the pool is partial)"))
+    st.dataframe(crossval.summary_display(report.table), hide_index=True)
+    st.plotly_chart(crossval.folds_figure(report.pooled), key=f"cv-{report.name}")
 
 evals = {record.name: tables for record, tables, _ in items if tables is not None}
 per_patient = stats.patient_dice(evals)

@@ -8,7 +8,15 @@ import huggingface_hub
 import pytest
 
 from lgg_core.serving import artifacts
-from lgg_core.serving.catalog import DEFAULT_CATALOG, CatalogEntry, CatalogError, load_catalog, resolve_entry
+from lgg_core.serving.catalog import (
+    DEFAULT_CATALOG,
+    CatalogEntry,
+    CatalogError,
+    CrossvalEntry,
+    load_catalog,
+    load_crossval,
+    resolve_entry,
+)
 from lgg_core.models import LGGModel
 from lgg_core.serving.records import read_eval, resolve_models
 
@@ -82,6 +90,26 @@ def test_invalid_catalogs(tmp_path: Path, body: str, fragment: str) -> None:
     with pytest.raises(CatalogError, match="models.toml") as excinfo:
         load_catalog(_write(tmp_path, body))
     assert fragment in str(excinfo.value)
+
+
+def test_crossval_runs_are_read_apart_from_the_models(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[[model]]\nname = "m"\npath = "artifacts/m"\n'
+                            '[[crossval]]\nname = "m"\npath = "artifacts/cv/m"\n')
+    assert load_crossval(path) == [CrossvalEntry("m", (tmp_path / "artifacts/cv/m").resolve())]
+    assert [e.name for e in load_catalog(path)] == ["m"]
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ('[[crossval]]\nname = "a"\n', "needs a name and a path"),
+    ('[[crossval]]\nname = "a"\npath = "x"\nfolds = 5\n', "unknown keys folds"),
+    ('[[crossval]]\nname = "a"\npath = "x"\n[[crossval]]\nname = "a"\npath = "y"\n', "duplicate name 'a'"),
+])
+def test_a_bad_crossval_entry_is_reported_and_leaves_the_models_alone(tmp_path: Path, body: str,
+                                                                       fragment: str) -> None:
+    path = _write(tmp_path, '[[model]]\nname = "m"\npath = "artifacts/m"\n' + body)
+    with pytest.raises(CatalogError, match=fragment):
+        load_crossval(path)
+    assert [e.name for e in load_catalog(path)] == ["m"]
 
 
 def test_missing_catalog(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lgg_core.cli import main
-from lgg_core.evaluation.crossval import fold_patients, summary, summary_markdown
+from lgg_core.evaluation.crossval import fold_dirs, fold_patients, run_report, summary, summary_markdown
 
 
 def _fold(root: Path, fold: int, dice: dict[str, float], arch: str = "unet", epochs: int = 8) -> Path:
@@ -78,3 +78,67 @@ def test_cli_prints_the_table_and_writes_the_pooled_patients(folds: list[Path], 
     assert len(pd.read_csv(tmp_path / "pooled.csv")) == 15
     assert main(["crossval", str(folds[0]), str(folds[0])]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_a_run_folder_expands_to_its_folds_in_fold_order(tmp_path: Path) -> None:
+    made = [_fold(tmp_path, f, {f"TCGA_CS_{f}": 0.8}) for f in (10, 2, 0)]
+    (tmp_path / "resnet50-fold-0").mkdir()  # cv.sh's classifier folds sit beside the segmenter's
+    assert fold_dirs([tmp_path]) == [made[2], made[1], made[0]]
+    assert fold_dirs([made[1]]) == [made[1]]
+    with pytest.raises(ValueError, match="neither a fold artifact"):
+        fold_dirs([tmp_path / "resnet50-fold-0"])
+
+
+def test_a_run_in_progress_reports_the_evaluated_folds_so_far(folds: list[Path], tmp_path: Path) -> None:
+    _fold(tmp_path, 2, {"TCGA_EZ_6": 0.6})
+    (tmp_path / "fold-2" / "eval" / "patients.csv").unlink()  # fold 2 is still training
+    report = run_report("unet", tmp_path, n_boot=200)
+    assert (report.folds, report.expected, report.problem) == (2, 5, None)
+    assert set(report.pooled["patient"]) == {"TCGA_CS_1", "TCGA_DU_2", "TCGA_HT_3", "TCGA_FG_4", "TCGA_DU_5"}
+    assert report.table.set_index("variant").at["raw", "patients"] == 5
+
+
+@pytest.mark.parametrize("setup,fragment", [
+    (lambda root: None, "neither a fold artifact"),
+    (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("eval", "patients.csv").unlink(), "no fold"),
+    (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("config.json").write_text("[1]"), "not a JSON object"),
+    (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("eval", "patients.csv").write_text("a\n1\n"), "lacks the column(s) dice, patient, variant"),
+])
+def test_a_broken_run_is_a_problem_message(tmp_path: Path, setup, fragment: str) -> None:
+    tmp_path.joinpath("run").mkdir()
+    setup(tmp_path / "run")
+    report = run_report("broken", tmp_path / "run", n_boot=100)
+    assert report.table is None and fragment in report.problem
+
+
+def test_cli_pools_a_run_folder_and_warns_when_folds_are_missing(folds: list[Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crossval", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "| as predicted | 2 | 5 |" in out and "2 of 5 folds" in err
+
+
+def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds: list[Path], tmp_path: Path,
+                                                                          zoo_catalog: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as json_module
+
+    from streamlit.testing.v1 import AppTest
+
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
+                       f'[[crossval]]\nname = "unet"\npath = "{tmp_path}"\n'
+                       f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n')
+    monkeypatch.setenv("LGG_CATALOG", str(catalog))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/leaderboard.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Cross-validation: every patient held out once" in [h.value for h in at.subheader]
+    assert any("**unet**: 2 of 5 folds evaluated, 5 patients (still running" in m.value for m in at.markdown)
+    shown = next(d.value for d in at.dataframe if "median (95% CI)" in d.value.columns)
+    assert shown["variant"].tolist() == ["as predicted", "largest 3D component", "flip TTA"]
+    assert shown["mean per-patient Dice (95% CI)"].iloc[0].startswith("0.770 (")
+    assert any("'gone'" in w.value for w in at.warning)
+    boxes = [json_module.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(f["layout"]["title"]["text"].startswith("Per-patient Dice by held-out fold") for f in boxes)

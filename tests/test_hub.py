@@ -102,11 +102,14 @@ def test_push_with_onnx_and_explicit_token(artifact: Path, tmp_path: Path, monke
     with pytest.raises(HubError, match="lgg export-onnx"):
         push(folder, REPO, include_onnx=True, token=TOKEN)
     (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "model.int8.onnx").write_bytes(b"int8 onnx")
+    (folder / "serving.json").write_text("{}")  # this host's speed record: says nothing about another CPU
     hub = FakeHub(monkeypatch)
     result = push(folder, REPO, include_onnx=True, token=TOKEN, revision="dev", commit_message="v2")
     assert (result.repo_id, result.revision) == (REPO, SHA)
     assert hub.repos[0]["token"] == TOKEN
-    assert "model.onnx" in hub.uploads[0]["files"] and "notes.txt" not in hub.uploads[0]["files"]
+    assert {"model.onnx", "model.int8.onnx"} <= set(hub.uploads[0]["files"])
+    assert not {"notes.txt", "serving.json"} & set(hub.uploads[0]["files"])
     assert hub.uploads[0]["revision"] == "dev" and hub.uploads[0]["commit_message"] == "v2"
 
 

@@ -318,3 +318,14 @@ def test_scatter_labels_never_overlap_leave_the_plot_or_cover_a_point() -> None:
     assert "4 of 12 labels left out" in scatter_figure(crowded, "hd95", "patient_dice", "t").layout.title.text
     assert all(trace.cliponaxis is False for trace in fig.data)
     assert fig.layout.xaxis.title.text == "HD95 (px)" and fig.layout.xaxis.range[0] < 10 < 80 < fig.layout.xaxis.range[1]
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"task": "segment", "arch": "unet"}, True),
+    ({"task": "segment", "arch": "gated"}, False),  # already gated: a second gate would only stack classifiers
+    ({"task": "classify", "arch": "resnet18"}, False),
+])
+def test_only_plain_segmenters_can_be_gated(config: dict, expected: bool) -> None:
+    from lgg_core.serving.records import gateable
+
+    assert gateable(ModelRecord("m", Path("m"), config)) is expected

@@ -24,6 +24,7 @@ from lgg_core.serving.records import (
     ModelRecord,
     build_gated,
     default_data_dir,
+    gateable,
     gated_name,
     load_model,
     load_predictor_for,
@@ -35,7 +36,8 @@ from lgg_core.serving.records import (
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.gallery import with_gallery
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
-from lgg_core.serving.catalog import catalog_path
+from lgg_core.serving.catalog import CatalogError, catalog_path, load_crossval
+from lgg_core.evaluation.crossval import RunReport, run_report
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
 
@@ -131,7 +133,8 @@ def _gated(classifier: ModelRecord, segmenter: ModelRecord, mtimes: tuple[float,
 
 def gated_options() -> dict[str, tuple[ModelRecord, ModelRecord]]:
     """Gated pipelines: every (classifier, segmenter) pair of usable models, by display name."""
-    return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items() for s, sr in usable("segment").items()}
+    return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items()
+            for s, sr in usable("segment").items() if gateable(sr)}
 
 
 def shown_segmenters() -> dict[str, ModelRecord]:
@@ -274,6 +277,22 @@ def _eval(record: ModelRecord, summary_mtime: float) -> tuple[EvalTables | None,
 def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     """The model's eval tables (re-read when ``lgg evaluate`` rewrites them)."""
     return _eval(record, _mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _crossval(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> RunReport:
+    return run_report(name, Path(folder))
+
+
+def crossval_reports() -> tuple[list[RunReport], str | None]:
+    """The catalog's cross-validation runs, pooled so far (re-read as folds are evaluated), and a catalog problem."""
+    try:
+        entries = load_crossval(catalog_path())
+    except CatalogError as err:
+        return [], str(err)
+    return [_crossval(e.name, str(e.path), tuple(_mtime(d / "eval" / "patients.csv")
+                                                  for d in sorted(e.path.glob("fold-*"))))
+            for e in entries], None
 
 
 _DATASETS: OrderedDict[str, LGGData] = OrderedDict()

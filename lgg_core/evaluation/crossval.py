@@ -6,15 +6,47 @@ patient of the dataset, whose mean and median get a bootstrap CI over patients.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import plotly.express as px
+import plotly.graph_objects as go
+
 from lgg_core.evaluation.metrics import bootstrap_ci
-from lgg_core.serving.artifacts import read_config
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
+
+
+def read_config(directory: Path) -> dict:
+    """A fold artifact's ``config.json``, read as plain JSON: pooling needs no model, so no torch import."""
+    config = json.loads((directory / "config.json").read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{directory / 'config.json'} is not a JSON object")
+    return config
+
+
+def fold_dirs(paths: list[str | Path]) -> list[Path]:
+    """Fold artifact folders: each path itself, or, for a run folder as ``train/cv.sh`` writes it, its ``fold-*``.
+
+    Raises:
+        ValueError: a path is neither an artifact (``config.json``) nor a folder holding ``fold-*`` artifacts.
+    """
+    folders = []
+    for path in map(Path, paths):
+        if (path / "config.json").is_file():
+            folders.append(path)
+            continue
+        inside = sorted((d for d in path.glob("fold-*") if (d / "config.json").is_file()),
+                        key=lambda d: (len(d.name), d.name))
+        if not inside:
+            raise ValueError(f"{path} is neither a fold artifact (config.json) nor a run folder with fold-* "
+                             "artifacts")
+        folders.extend(inside)
+    return folders
 
 
 def fold_patients(artifact_dirs: list[str | Path]) -> pd.DataFrame:
@@ -37,7 +69,10 @@ def fold_patients(artifact_dirs: list[str | Path]) -> pd.DataFrame:
         if fold in seen:
             raise ValueError(f"{directory} and {seen[fold]} are both fold {fold}")
         seen[fold] = directory
-        parts.append(pd.read_csv(table).assign(fold=fold, _key=str(key)))
+        rows = pd.read_csv(table)
+        if missing := sorted({"variant", "patient", "dice"} - set(rows.columns)):
+            raise ValueError(f"{table} lacks the column(s) {', '.join(missing)}: re-run `lgg evaluate {directory}`")
+        parts.append(rows.assign(fold=fold, _key=str(key)))
     pooled = pd.concat(parts, ignore_index=True)
     if pooled["_key"].nunique() > 1:
         raise ValueError("the folds differ in architecture, k, split seed, dataset, epochs or input size: pool "
@@ -72,12 +107,66 @@ def summary(pooled: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def expected_folds(fold_artifacts: list[Path]) -> int:
+    """K of the split the folds come from (every fold shares it: :func:`fold_patients` checks)."""
+    return int(read_config(fold_artifacts[0]).get("training", {}).get("k") or len(fold_artifacts))
+
+
+def evaluated(fold_artifacts: list[Path]) -> list[Path]:
+    """The folds whose ``eval/patients.csv`` exists: a run in progress pools only these."""
+    return [d for d in fold_artifacts if (d / "eval" / "patients.csv").is_file()]
+
+
+def folds_figure(pooled: pd.DataFrame, variant: str = "raw") -> go.Figure:
+    """Per-patient Dice of one variant, one box per fold: whether one fold carries the mean."""
+    rows = pooled[pooled["variant"] == variant].assign(fold=lambda t: "fold " + t["fold"].astype(str))
+    fig = px.box(rows, x="fold", y="dice", points="all", hover_data=["patient", "institution"],
+                 title=f"Per-patient Dice by held-out fold ({VARIANT_NAMES.get(variant, variant)})",
+                 labels={"dice": "per-patient Dice", "fold": ""})
+    return fig.update_yaxes(range=[0, 1.02])
+
+
+def summary_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summary` as text columns, one row per variant, for a page or a markdown table."""
+    return pd.DataFrame({
+        "variant": [VARIANT_NAMES.get(v, v) for v in table["variant"]],
+        "folds": table["folds"], "patients": table["patients"],
+        "mean per-patient Dice (95% CI)": [f"{r.mean:.3f} ({r.mean_low:.3f}–{r.mean_high:.3f})"
+                                           for r in table.itertuples()],
+        "median (95% CI)": [f"{r.median:.3f} ({r.median_low:.3f}–{r.median_high:.3f})" for r in table.itertuples()],
+        "patients ≥ 0.85": [f"{share:.0%}" for share in table["reach_085"]],
+    })
+
+
 def summary_markdown(table: pd.DataFrame) -> str:
     """A markdown table of :func:`summary`."""
-    lines = ["| variant | folds | patients | mean per-patient Dice (95% CI) | median (95% CI) | patients ≥ 0.85 |",
-             "|---|---:|---:|---|---|---:|"]
-    for r in table.itertuples(index=False):
-        lines.append(f"| {VARIANT_NAMES.get(r.variant, r.variant)} | {r.folds} | {r.patients} | "
-                     f"{r.mean:.3f} ({r.mean_low:.3f}–{r.mean_high:.3f}) | "
-                     f"{r.median:.3f} ({r.median_low:.3f}–{r.median_high:.3f}) | {r.reach_085:.0%} |")
+    shown = summary_display(table)
+    aligns = ["---" if dtype == object else "---:" for dtype in shown.dtypes]
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "|".join(aligns) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a cross-validation run folder holds so far; ``problem`` set (and no tables) when it cannot be pooled."""
+
+    name: str
+    folds: int
+    expected: int
+    pooled: pd.DataFrame | None = None
+    table: pd.DataFrame | None = None
+    problem: str | None = None
+
+
+def run_report(name: str, folder: Path, n_boot: int = 10_000) -> RunReport:
+    """Pool the evaluated folds of ``train/cv.sh``'s run ``folder``; a run in progress reports the folds so far."""
+    try:
+        folds = fold_dirs([folder])
+        done = evaluated(folds)
+        if not done:
+            return RunReport(name, 0, expected_folds(folds), problem=f"no fold of {folder} is evaluated yet")
+        pooled = fold_patients(done)
+        return RunReport(name, len(done), expected_folds(done), pooled, summary(pooled, n_boot))
+    except (OSError, ValueError) as err:
+        return RunReport(name, 0, 0, problem=f"cross-validation run {name!r}: {err}")

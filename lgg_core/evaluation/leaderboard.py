@@ -32,7 +32,7 @@ from lgg_core.evaluation.stats import (
     variant_patients,
 )
 from lgg_core.serving.latency import Latency
-from lgg_core.serving.records import EvalTables, ModelRecord, gated_name
+from lgg_core.serving.records import EvalTables, ModelRecord, gateable, gated_name
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -199,8 +199,7 @@ def _gateable(items: list[tuple[ModelRecord, EvalTables | None, str | None]]
     """(classifiers, segmenters) that can form a gated pipeline: evaluated, and segmenters not gated already."""
     evaluated = [(r, t) for r, t, _ in items if t is not None]
     classifiers = [(r, t) for r, t in evaluated if r.task == "classify"]
-    segmenters = [(r, t) for r, t in evaluated if r.task == "segment" and r.config["arch"] != "gated"
-                  and t.patients is not None]
+    segmenters = [(r, t) for r, t in evaluated if gateable(r) and t.patients is not None]
     return classifiers, segmenters
 
 

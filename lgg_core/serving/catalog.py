@@ -11,6 +11,10 @@ The catalog is a TOML file (default ``models.toml`` at the repository root, or `
     repo_id = "someone/lgg-unet-resnet34"
     revision = "main"                     # pin a commit hash for reproducibility
 
+    [[crossval]]
+    name = "unet-resnet50-transfer"
+    path = "artifacts/cv/unet-resnet50-transfer"   # train/cv.sh's run folder: fold-*/ artifacts
+
 :func:`resolve_entry` turns an entry into a local artifact folder, pulling Hub entries into the HF cache.
 """
 from __future__ import annotations
@@ -46,15 +50,27 @@ def catalog_path(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG)
 
 
-def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
-    """Parse and validate the catalog; local paths are made absolute relative to the catalog file."""
-    path = catalog_path(path)
+@dataclass(frozen=True)
+class CrossvalEntry:
+    """One model's cross-validation run: a folder of ``fold-*`` artifacts (``train/cv.sh``)."""
+
+    name: str
+    path: Path
+
+
+def _read(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise CatalogError(f"model catalog {path} not found (set ${CATALOG_ENV} or create it)") from err
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise CatalogError(f"model catalog {path} is unreadable: {err}") from err
+
+
+def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
+    """Parse and validate the catalog; local paths are made absolute relative to the catalog file."""
+    path = catalog_path(path)
+    raw = _read(path)
     entries, seen = [], set()
     for i, item in enumerate(raw.get("model", [])):
         where = f"{path}: [[model]] #{i + 1}"
@@ -75,6 +91,27 @@ def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
         seen.add(item["name"])
         local = (path.parent / item["path"]).resolve() if "path" in item else None
         entries.append(CatalogEntry(item["name"], local, item.get("repo_id"), item.get("revision")))
+    return entries
+
+
+def load_crossval(path: str | Path | None = None) -> list[CrossvalEntry]:
+    """The catalog's ``[[crossval]]`` runs, paths made absolute relative to the catalog file.
+
+    Kept apart from :func:`load_catalog` so that a bad run entry never hides the models.
+    """
+    path = catalog_path(path)
+    entries, seen = [], set()
+    for i, item in enumerate(_read(path).get("crossval", [])):
+        where = f"{path}: [[crossval]] #{i + 1}"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(
+                item.get("path"), str):
+            raise CatalogError(f"{where} needs a name and a path")
+        if unknown := sorted(set(item) - {"name", "path"}):
+            raise CatalogError(f"{where} ({item['name']}): unknown keys {', '.join(unknown)}")
+        if item["name"] in seen:
+            raise CatalogError(f"{where}: duplicate name {item['name']!r}")
+        seen.add(item["name"])
+        entries.append(CrossvalEntry(item["name"], (path.parent / item["path"]).resolve()))
     return entries
 
 

@@ -25,10 +25,9 @@ import numpy as np
 import onnx
 
 from lgg_core.serving.artifacts import write_json
-from lgg_core.serving.hub import ONNX_FILE
+from lgg_core.serving.hub import INT8_FILE, ONNX_FILE
 
 SERVING_FILE = "serving.json"
-INT8_FILE = "model.int8.onnx"
 # Path name -> (engine, precision). "pytorch" and "onnxruntime" keep the names load_predictor always accepted.
 PATHS: dict[str, tuple[str, str]] = {
     "pytorch": ("pytorch", "fp32"),

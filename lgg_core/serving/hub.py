@@ -23,6 +23,7 @@ from huggingface_hub.utils import validate_repo_id
 UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "split.json", "epochs.csv", "eval/*.json",
                    "eval/*.csv", "eval/predictions.npz"]
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"  # lgg export-onnx's int8 export, kept only when it passed the held-out check
 # Keys a card must carry so the Hub can index it (model-index is added once the artifact is evaluated).
 REQUIRED_CARD_KEYS = ("library_name", "license", "datasets", "tags")
 
@@ -91,8 +92,8 @@ def push(
         repo_id: ``owner/name`` on the Hub.
         revision: Branch to commit to (default: main).
         private: Create the repo private (ignored when it exists).
-        include_onnx: Also upload model.onnx (off by default: it is fp32, larger than the weights, and can be
-            re-exported from them with ``lgg export-onnx``).
+        include_onnx: Also upload model.onnx, and model.int8.onnx where ``lgg export-onnx`` kept one (off by
+            default: they are larger than the weights and can be re-exported from them with ``lgg export-onnx``).
         commit_message: Defaults to "Upload <arch>".
         token: Defaults to ``$HF_TOKEN`` or the ``hf auth login`` token.
 
@@ -116,7 +117,7 @@ def push(
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.upload_folder(
             repo_id=repo_id, folder_path=folder, repo_type="model", revision=revision,
-            allow_patterns=UPLOAD_PATTERNS + ([ONNX_FILE] if include_onnx else []),
+            allow_patterns=UPLOAD_PATTERNS + ([ONNX_FILE, INT8_FILE] if include_onnx else []),
             commit_message=commit_message or f"Upload {arch}",
         )
     except HfHubHTTPError as err:

@@ -165,6 +165,11 @@ def row_of(data: LGGData, patient: str, number: int) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+def gateable(record: ModelRecord) -> bool:
+    """Whether a classifier may gate this model: a segmenter, but not the gated composite, which has its gate."""
+    return record.task == "segment" and (record.config or {}).get("arch") != "gated"
+
+
 def gated_name(classifier: str, segmenter: str) -> str:
     """Display name of the in-memory gated pipeline."""
     return f"{GATED_PREFIX}{classifier} → {segmenter}"
