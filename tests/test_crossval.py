@@ -43,7 +43,7 @@ def test_pools_every_held_out_patient_once(folds: list[Path]) -> None:
     assert table.at["raw", "reach_085"] == pytest.approx(2 / 5)
     assert table.at["raw", "mean_low"] <= dice.mean() <= table.at["raw", "mean_high"]
     assert table.at["raw", "folds"] == 2 and table.at["raw", "patients"] == 5
-    assert "| as predicted | 2 | 5 | 0.770 (" in summary_markdown(summary(pooled, n_boot=500))
+    assert "|---|---:|---:|---|---|---|\n| as predicted | 2 | 5 | 0.770 (" in summary_markdown(summary(pooled, n_boot=500))
 
 
 def test_patient_held_out_by_two_folds_is_refused(tmp_path: Path) -> None:

@@ -141,7 +141,7 @@ def summary_display(table: pd.DataFrame) -> pd.DataFrame:
 def summary_markdown(table: pd.DataFrame) -> str:
     """A markdown table of :func:`summary`."""
     shown = summary_display(table)
-    aligns = ["---" if dtype == object else "---:" for dtype in shown.dtypes]
+    aligns = ["---:" if pd.api.types.is_numeric_dtype(dtype) else "---" for dtype in shown.dtypes]
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "|".join(aligns) + "|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines)
