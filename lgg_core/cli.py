@@ -211,7 +211,10 @@ def cmd_quantize_weights(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Print markdown tables of every evaluated catalog model (the README's results tables), of the post-processing
-    variants and gated pipelines with their CIs, and with ``--pairs`` the pairwise tests of every two segmenters."""
+    variants and gated pipelines with their CIs, of the catalog's cross-validation runs, and with ``--pairs`` the
+    pairwise tests of every two segmenters."""
+    from lgg_core.evaluation import crossval
+    from lgg_core.serving.catalog import load_crossval
     from lgg_core.serving.records import read_eval, resolve_models
     from lgg_core.evaluation.leaderboard import all_rows, leaderboard, markdown_tables, variants_markdown
     from lgg_core.evaluation.stats import pairs_markdown
@@ -229,6 +232,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(markdown_tables(evaluated))
     if variants := variants_markdown(leaderboard(all_rows([(record, tables, None) for record, tables in evaluated]))):
         print("\n" + variants)
+    for entry in load_crossval(args.catalog):
+        report = crossval.run_report(entry.name, entry.path)
+        if report.problem:
+            print(f"skipped {report.problem}", file=sys.stderr)
+            continue
+        print(f"\nCross-validation of {entry.name}: {report.folds} of {report.expected} folds\n")
+        print(crossval.summary_markdown(report.table))
     if args.pairs:
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
     return 0

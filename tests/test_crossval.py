@@ -118,6 +118,24 @@ def test_cli_pools_a_run_folder_and_warns_when_folds_are_missing(folds: list[Pat
     assert "| as predicted | 2 | 5 |" in out and "2 of 5 folds" in err
 
 
+def _catalog_with_runs(tmp_path: Path, zoo_catalog: Path) -> Path:
+    """One tiny-zoo model, the ``folds`` fixture's run (2 of 5 folds) and a run folder that does not exist."""
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
+                       f'[[crossval]]\nname = "unet"\npath = "{tmp_path}"\n'
+                       f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n')
+    return catalog
+
+
+def test_cli_leaderboard_adds_the_catalog_runs(folds: list[Path], tmp_path: Path, zoo_catalog: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "--catalog", str(_catalog_with_runs(tmp_path, zoo_catalog))]) == 0
+    out, err = capsys.readouterr()
+    assert "| `unet-mini` |" in out
+    assert "Cross-validation of unet: 2 of 5 folds" in out and "| as predicted | 2 | 5 | 0.770 (" in out
+    assert "skipped cross-validation run 'gone'" in err
+
+
 def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds: list[Path], tmp_path: Path,
                                                                           zoo_catalog: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,10 +143,7 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
 
     from streamlit.testing.v1 import AppTest
 
-    catalog = tmp_path / "models.toml"
-    catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
-                       f'[[crossval]]\nname = "unet"\npath = "{tmp_path}"\n'
-                       f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n')
+    catalog = _catalog_with_runs(tmp_path, zoo_catalog)
     monkeypatch.setenv("LGG_CATALOG", str(catalog))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=120).run()
