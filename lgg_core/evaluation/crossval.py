@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import plotly.express as px
 import plotly.graph_objects as go
 
