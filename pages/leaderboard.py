@@ -67,7 +67,7 @@ if reports or problem:
     st.caption("The rows above score one test fold of 22 patients. A cross-validation run trains the same recipe "
                "once per patient-level fold and scores each fold's model on its own held-out patients, so all "
                "110 patients are scored exactly once (Buda et al.'s protocol: per-patient volume Dice averaged "
-               "over patients, 95% bootstrap CI over patients). Reproduce with `train/cv.sh NAME`.")
+               "over patients, 95% bootstrap CI over patients).")
     if problem:
         st.warning(problem)
 for report in reports:
@@ -76,7 +76,8 @@ for report in reports:
         continue
     patients = int(report.table["patients"].iloc[0])
     st.markdown(f"**{report.name}**: {report.folds} of {report.expected} folds evaluated, {patients} patients"
-                + ("" if report.folds >= report.expected else " (still running: the pool is partial)"))
+                + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
+                + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
     st.dataframe(crossval.summary_display(report.table), hide_index=True)
     st.plotly_chart(crossval.folds_figure(report.pooled), key=f"cv-{report.name}")
 

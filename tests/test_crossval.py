@@ -150,10 +150,19 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
     at.switch_page("pages/leaderboard.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Cross-validation: every patient held out once" in [h.value for h in at.subheader]
-    assert any("**unet**: 2 of 5 folds evaluated, 5 patients (still running" in m.value for m in at.markdown)
+    assert any("**unet**: 2 of 5 folds evaluated, 5 patients (still running" in m.value
+               and f"reproduce: `train/cv.sh {tmp_path.name}`" in m.value for m in at.markdown)
     shown = next(d.value for d in at.dataframe if "median (95% CI)" in d.value.columns)
     assert shown["variant"].tolist() == ["as predicted", "largest 3D component", "flip TTA"]
     assert shown["mean per-patient Dice (95% CI)"].iloc[0].startswith("0.770 (")
     assert any("'gone'" in w.value for w in at.warning)
     boxes = [json_module.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(f["layout"]["title"]["text"].startswith("Per-patient Dice by held-out fold") for f in boxes)
+
+
+@pytest.mark.parametrize(("folder", "command"), [("unet-resnet50-transfer", "train/cv.sh unet-resnet50-transfer"),
+                                                 ("unet-e30", "train/cv.sh unet 30")])
+def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str) -> None:
+    from lgg_core.evaluation.crossval import reproduce_command
+
+    assert reproduce_command(Path("artifacts/cv") / folder) == command

@@ -7,6 +7,7 @@ patient of the dataset, whose mean and median get a bootstrap CI over patients.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,11 +152,18 @@ class RunReport:
     """What a cross-validation run folder holds so far; ``problem`` set (and no tables) when it cannot be pooled."""
 
     name: str
+    folder: Path
     folds: int
     expected: int
     pooled: pd.DataFrame | None = None
     table: pd.DataFrame | None = None
     problem: str | None = None
+
+
+def reproduce_command(folder: Path) -> str:
+    """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG`` or ``CONFIG-eEPOCHS`` by it)."""
+    match = re.fullmatch(r"(.+?)(?:-e(\d+))?", folder.name)
+    return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
 
 def run_report(name: str, folder: Path, n_boot: int = 10_000) -> RunReport:
@@ -164,8 +172,8 @@ def run_report(name: str, folder: Path, n_boot: int = 10_000) -> RunReport:
         folds = fold_dirs([folder])
         done = evaluated(folds)
         if not done:
-            return RunReport(name, 0, expected_folds(folds), problem=f"no fold of {folder} is evaluated yet")
+            return RunReport(name, folder, 0, expected_folds(folds), problem=f"no fold of {folder} is evaluated yet")
         pooled = fold_patients(done)
-        return RunReport(name, len(done), expected_folds(done), pooled, summary(pooled, n_boot))
+        return RunReport(name, folder, len(done), expected_folds(done), pooled, summary(pooled, n_boot))
     except (OSError, ValueError) as err:
-        return RunReport(name, 0, 0, problem=f"cross-validation run {name!r}: {err}")
+        return RunReport(name, folder, 0, 0, problem=f"cross-validation run {name!r}: {err}")
