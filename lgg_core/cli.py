@@ -237,7 +237,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if report.problem:
             print(f"skipped {report.problem}", file=sys.stderr)
             continue
-        print(f"\nCross-validation of {entry.name}: {report.folds} of {report.expected} folds\n")
+        print(f"\nCross-validation of {entry.name}: {report.folds} of {report.expected} folds "
+              f"(`{crossval.reproduce_command(entry.path)}`)\n")
         print(crossval.summary_markdown(report.table))
     if args.pairs:
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
