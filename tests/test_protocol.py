@@ -16,8 +16,8 @@ from lgg_core.cli import main as lgg_main
 from lgg_core.data.dataset import BalancedSampler
 from lgg_core.data.splits import fold_roles, load_split
 from lgg_core.evaluation.evaluator import evaluate
-from lgg_core.models import ArtifactError, LGGModel, assemble, init_encoder_from_classifier
-from lgg_core.training.trainer import check_encoder_source
+from lgg_core.models import ArtifactError, LGGModel, assemble, init_encoder_from_classifier, init_from_artifact
+from lgg_core.training.trainer import TrainConfig, check_weights_source, train
 from lgg_core.serving.artifacts import inspect_artifact, load_artifact, write_reference
 from lgg_core.serving.catalog import CatalogEntry
 from lgg_core.serving.predictions import PredictionsError, load_masks, save_masks
@@ -117,15 +117,42 @@ def test_encoder_starts_from_classifier_backbone(zoo_catalog: Path, tmp_path: Pa
 def test_encoder_source_must_not_have_seen_the_runs_held_out_patients(zoo_catalog: Path) -> None:
     classifier = zoo_catalog.parent / "resnet18"
     roles = load_split(classifier / "split.json")["roles"]
-    check_encoder_source(classifier, roles)  # the same fold: nothing leaks
+    check_weights_source(classifier, roles)  # the same fold: nothing leaks
     swapped = {**roles, "test": roles["train"][:2], "train": roles["test"] + roles["train"][2:]}
     with pytest.raises(ValueError, match=f"learned from {len(swapped['test'])} of this run's test patients"):
-        check_encoder_source(classifier, swapped)
+        check_weights_source(classifier, swapped)
     into_val = {**roles, "val": roles["train"][:1]}
     with pytest.raises(ValueError, match="1 of this run's validation patients"):
-        check_encoder_source(classifier, into_val)
+        check_weights_source(classifier, into_val)
     with pytest.raises(ArtifactError, match="no split.json"):
-        check_encoder_source(zoo_catalog.parent / "no-such-artifact", roles)
+        check_weights_source(zoo_catalog.parent / "no-such-artifact", roles)
+
+
+def test_a_run_continues_from_an_artifact_of_the_same_model_at_another_input_size(zoo_catalog: Path,
+                                                                                   tmp_path: Path) -> None:
+    from lgg_core.data.cache import load_dataset
+    from lgg_core.serving.records import DEMO_DIR
+
+    source = zoo_catalog.parent / "cnn-encdec"
+    config = json.loads((source / "config.json").read_text())
+    model = LGGModel("cnn-encdec", config["arch_kwargs"])
+    assert init_from_artifact(model, source) == len(model.state_dict())
+    assert torch.equal(model.state_dict()["net.0.weight"],
+                       load_file(source / "model.safetensors")["net.0.weight"].float())
+    with pytest.raises(ArtifactError, match="only the same model can continue"):
+        init_from_artifact(LGGModel("cnn-encdec", {"base_width": 4}), source)
+    # The tiny zoo's split (k=3, fold 0): a 1-step fine-tune at 64² starts from the 256² weights and records them.
+    cfg = TrainConfig(arch="cnn-encdec", arch_kwargs=config["arch_kwargs"], k=3, epochs=1, batch_size=8,
+                      limit_train_batches=1, lr=1e-9, mixed_precision=False, device="cpu", input_size=64,
+                      init_from=str(source))
+    out = train(cfg, load_dataset(DEMO_DIR, progress=False), tmp_path / "tuned", resume=False, progress=False)
+    tuned = load_file(out / "model.safetensors")["net.0.weight"].float()
+    assert torch.allclose(tuned, model.state_dict()["net.0.weight"], atol=1e-5)  # lr ~0: the start is the source
+    assert json.loads((out / "config.json").read_text())["training"]["init_from"] == str(source)
+    assert f"every weight of `{source}`" in (out / "README.md").read_text()
+    leaky = TrainConfig(**{**cfg.__dict__, "fold": 1})  # fold 1 tests a patient the source trained on
+    with pytest.raises(ValueError, match="learned from 1 of this run's test patients"):
+        train(leaky, load_dataset(DEMO_DIR, progress=False), tmp_path / "leaky", resume=False, progress=False)
 
 
 # --- composite artifacts that reference their parts --------------------------------------------------------------

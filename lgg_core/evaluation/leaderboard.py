@@ -503,6 +503,8 @@ def _training_text(record: ModelRecord) -> str:
         parts.append(f"pos_weight {t['pos_weight']}")
     if t.get("encoder_init"):
         parts.append(f"encoder from `{Path(t['encoder_init']).name}`")
+    if t.get("init_from"):
+        parts.append(f"continued from `{Path(t['init_from']).name}`")
     cost = (f"{t['epochs_run']} ep / {t['cpu_time_s'] / 60:.0f} CPU-min" if t.get("cpu_time_s")
             else f"{t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min")
     return f"{t.get('protocol') or EARLIER}: {', '.join(parts)}, {cost}"

@@ -17,7 +17,7 @@ from .registry import (
     model_info,
     register_model,
 )
-from .transfer import init_encoder_from_classifier
+from .transfer import init_encoder_from_classifier, init_from_artifact
 
 __all__ = [
     "ArtifactError",
@@ -35,6 +35,7 @@ __all__ = [
     "create_model",
     "get_entry",
     "init_encoder_from_classifier",
+    "init_from_artifact",
     "list_models",
     "model_info",
     "read_config",

@@ -40,3 +40,20 @@ def init_encoder_from_classifier(model: LGGModel, classifier_dir: str | Path) ->
         )
     encoder.load_state_dict({k: backbone[k] for k in target})
     return len(target)
+
+
+def init_from_artifact(model: LGGModel, artifact_dir: str | Path) -> int:
+    """Start ``model`` from every weight of a trained artifact of the same architecture; returns the tensors copied.
+
+    A longer run, or a fine-tune at a larger input size, continues from the earlier run's model this way.
+
+    Raises:
+        ArtifactError: the artifact fails its checks or is another architecture (or the same with other arguments).
+    """
+    config = check_artifact(artifact_dir)
+    if (config.get("arch"), config.get("arch_kwargs", {})) != (model.arch, model.arch_kwargs):
+        raise ArtifactError(f"{artifact_dir} is {config.get('arch')} {config.get('arch_kwargs', {})}, not "
+                            f"{model.arch} {model.arch_kwargs}: only the same model can continue from it")
+    state = load_weights(Path(artifact_dir) / SAFETENSORS_SINGLE_FILE)
+    model.load_state_dict(state)
+    return len(state)

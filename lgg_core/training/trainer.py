@@ -30,7 +30,7 @@ from lgg_core.training.checkpoint import CheckpointError, load_checkpoint, save_
 from lgg_core.serving.device import autocast, pick_device
 from lgg_core.serving.inference import predict
 from lgg_core.evaluation.metrics import classification_metrics, volume_dice
-from lgg_core.models import ArtifactError, LGGModel, init_encoder_from_classifier
+from lgg_core.models import ArtifactError, LGGModel, init_encoder_from_classifier, init_from_artifact
 from lgg_core.data.reader import DatasetError
 from lgg_core.data.splits import fold_roles, load_split, make_folds
 from lgg_core.data.dataset import BalancedSampler, SliceDataset
@@ -54,7 +54,10 @@ class TrainConfig:
     ``val_patients``: that many validation patients, drawn institution by institution in proportion (overrides
     ``val_fraction``). ``balanced``: each epoch sees every tumor slice and as many tumor-free ones (see
     :class:`~lgg_core.data.dataset.BalancedSampler`). ``encoder_init``: a classifier artifact whose backbone starts
-    the segmenter's encoder (see :func:`~lgg_core.models.init_encoder_from_classifier`). ``protocol``: the name of
+    the segmenter's encoder (see :func:`~lgg_core.models.init_encoder_from_classifier`). ``init_from``: an artifact of
+    the same model whose weights start the run (a longer run, or a fine-tune at a larger ``input_size``, continues
+    from it). Both sources must not have learned from the run's held-out patients (:func:`check_weights_source`).
+    ``protocol``: the name of
     the shared recipe a run follows, so runs of one comparison can be told from others.
     """
 
@@ -77,6 +80,7 @@ class TrainConfig:
     tumor_crop_prob: float = 0.7
     balanced: bool = False
     encoder_init: str | None = None
+    init_from: str | None = None
     input_size: int | None = None
     patience: int = 8
     max_minutes: float | None = None
@@ -240,27 +244,27 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank() if world > 1 else 0), world
 
 
-def check_encoder_source(classifier_dir: str | Path, roles: dict[str, list[str]]) -> None:
-    """Refuse a classifier whose patients would leak into a run with these split ``roles`` through its encoder.
+def check_weights_source(source_dir: str | Path, roles: dict[str, list[str]]) -> None:
+    """Refuse a model whose patients would leak into a run with these split ``roles`` through the weights it gives.
 
-    The classifier must not have trained or validated on the run's test patients, nor trained on its validation
-    patients (which pick the run's checkpoint). A cross-validation fold therefore needs a classifier trained on the
-    same fold (``train/cv.sh`` trains one).
+    The source (an ``encoder_init`` classifier or an ``init_from`` artifact) must not have trained or validated on
+    the run's test patients, nor trained on its validation patients (which pick the run's checkpoint). A
+    cross-validation fold therefore needs a classifier trained on the same fold (``train/cv.sh`` trains one).
 
     Raises:
         ArtifactError: the classifier has no readable split.json.
         ValueError: the patients overlap.
     """
     try:
-        source = load_split(Path(classifier_dir) / "split.json")["roles"]
+        source = load_split(Path(source_dir) / "split.json")["roles"]
     except (DatasetError, KeyError) as err:
-        raise ArtifactError(f"{classifier_dir} has no split.json with roles, so its patients are unknown ({err})")
+        raise ArtifactError(f"{source_dir} has no split.json with roles, so its patients are unknown ({err})")
     trained = set(source.get("train", []))
     for role, run_patients, classifier_patients in (("test", roles["test"], trained | set(source.get("val", []))),
                                                     ("validation", roles["val"], trained)):
         if leaked := sorted(classifier_patients & set(run_patients)):
-            raise ValueError(f"{classifier_dir} learned from {len(leaked)} of this run's {role} patients "
-                             f"({', '.join(leaked[:3])}…): train its classifier on the same fold")
+            raise ValueError(f"{source_dir} learned from {len(leaked)} of this run's {role} patients "
+                             f"({', '.join(leaked[:3])}…): train it on the same fold")
 
 
 def train(
@@ -300,8 +304,11 @@ def train(
     train_rows = data.rows(roles["train"])
     model = LGGModel(cfg.arch, cfg.arch_kwargs)
     if cfg.encoder_init:
-        check_encoder_source(cfg.encoder_init, roles)
+        check_weights_source(cfg.encoder_init, roles)
         init_encoder_from_classifier(model, cfg.encoder_init)
+    if cfg.init_from:
+        check_weights_source(cfg.init_from, roles)
+        init_from_artifact(model, cfg.init_from)
     model = model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
