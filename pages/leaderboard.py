@@ -4,6 +4,7 @@ with the patients where two of them differ most."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -12,7 +13,7 @@ from lgg_core.app import latency
 from lgg_core.evaluation import crossval
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
-from lgg_core.app.state import crossval_reports, dataset, eval_tables, open_slice, records, show_model_problems
+from lgg_core.app.state import crossval_runs, dataset, eval_tables, open_slice, records, show_model_problems
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -26,6 +27,12 @@ show_model_problems()
 def board(items: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns)."""
     return lb.leaderboard(lb.all_rows(items)), lb.entry_patients(items)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossval.RunReport:
+    """One run's pooled folds (bootstraps: worth keeping until a fold is re-evaluated)."""
+    return crossval.run_report(name, Path(folder))
 
 
 recs, _ = records()
@@ -61,7 +68,8 @@ st.caption(f"Latency: one 256² slice per call, median of {latency.REPEATS} afte
            + (f"{len(timed)} of {len(table)} rows timed, last at {time.strftime('%H:%M', time.localtime(last))} "
               "(server time)." if len(timed) else "Not measured yet."))
 
-reports, problem = crossval_reports()
+runs, problem = crossval_runs()
+reports = [cv_report(entry.name, str(entry.path), mtimes) for entry, mtimes in runs]
 if reports or problem:
     st.subheader("Cross-validation: every patient held out once")
     st.caption("The rows above score one test fold of 22 patients. A cross-validation run trains the same recipe "

@@ -43,7 +43,8 @@ def test_pools_every_held_out_patient_once(folds: list[Path]) -> None:
     assert table.at["raw", "reach_085"] == pytest.approx(2 / 5)
     assert table.at["raw", "mean_low"] <= dice.mean() <= table.at["raw", "mean_high"]
     assert table.at["raw", "folds"] == 2 and table.at["raw", "patients"] == 5
-    assert "|---|---:|---:|---|---|---|\n| as predicted | 2 | 5 | 0.770 (" in summary_markdown(summary(pooled, n_boot=500))
+    markdown = summary_markdown(summary(pooled, n_boot=500))
+    assert "|---|---:|---:|---|---|---|\n| as predicted | 2 | 5 | 0.770 (" in markdown
 
 
 def test_patient_held_out_by_two_folds_is_refused(tmp_path: Path) -> None:
@@ -102,7 +103,8 @@ def test_a_run_in_progress_reports_the_evaluated_folds_so_far(folds: list[Path],
     (lambda root: None, "neither a fold artifact"),
     (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("eval", "patients.csv").unlink(), "no fold"),
     (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("config.json").write_text("[1]"), "not a JSON object"),
-    (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("eval", "patients.csv").write_text("a\n1\n"), "lacks the column(s) dice, patient, variant"),
+    (lambda root: _fold(root, 0, {"TCGA_CS_1": 0.9}).joinpath("eval", "patients.csv").write_text("a\n1\n"),
+     "lacks the column(s) dice, patient, variant"),
 ])
 def test_a_broken_run_is_a_problem_message(tmp_path: Path, setup, fragment: str) -> None:
     tmp_path.joinpath("run").mkdir()

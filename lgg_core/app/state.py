@@ -36,8 +36,7 @@ from lgg_core.serving.records import (
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.gallery import with_gallery
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
-from lgg_core.serving.catalog import CatalogError, catalog_path, load_crossval
-from lgg_core.evaluation.crossval import RunReport, run_report
+from lgg_core.serving.catalog import CatalogError, CrossvalEntry, catalog_path, load_crossval
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
 
@@ -279,20 +278,15 @@ def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     return _eval(record, _mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _crossval(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> RunReport:
-    return run_report(name, Path(folder))
-
-
-def crossval_reports() -> tuple[list[RunReport], str | None]:
-    """The catalog's cross-validation runs, pooled so far (re-read as folds are evaluated), and a catalog problem."""
+def crossval_runs() -> tuple[list[tuple[CrossvalEntry, tuple[float, ...]]], str | None]:
+    """The catalog's cross-validation runs, each with its folds' ``eval/patients.csv`` times (a cache key that changes
+    as folds are evaluated), and a catalog problem."""
     try:
         entries = load_crossval(catalog_path())
     except CatalogError as err:
         return [], str(err)
-    return [_crossval(e.name, str(e.path), tuple(_mtime(d / "eval" / "patients.csv")
-                                                  for d in sorted(e.path.glob("fold-*"))))
-            for e in entries], None
+    folds = {e.name: sorted(e.path.glob("fold-*")) for e in entries}
+    return [(e, tuple(_mtime(d / "eval" / "patients.csv") for d in folds[e.name])) for e in entries], None
 
 
 _DATASETS: OrderedDict[str, LGGData] = OrderedDict()
