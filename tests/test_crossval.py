@@ -12,11 +12,13 @@ from lgg_core.cli import main
 from lgg_core.evaluation.crossval import fold_dirs, fold_patients, run_report, summary, summary_markdown
 
 
-def _fold(root: Path, fold: int, dice: dict[str, float], arch: str = "unet", epochs: int = 8) -> Path:
+def _fold(root: Path, fold: int, dice: dict[str, float], arch: str = "unet", epochs: int = 8,
+          init_from: str | None = None) -> Path:
     """A fold artifact as `lgg evaluate` leaves it, reduced to what pooling reads."""
     directory = root / f"fold-{fold}"
     (directory / "eval").mkdir(parents=True)
-    training = {"fold": fold, "k": 5, "split_seed": 0, "dataset_hash": "abc", "epochs": epochs, "input_size": 128}
+    training = {"fold": fold, "k": 5, "split_seed": 0, "dataset_hash": "abc", "epochs": epochs, "input_size": 128,
+                "init_from": init_from}
     (directory / "config.json").write_text(json.dumps({"arch": arch, "task": "segment", "training": training}))
     rows = [{"variant": variant, "patient": p, "institution": p.split("_")[1], "dice": d + shift}
             for variant, shift in (("raw", 0.0), ("lcc", 0.01), ("tta", 0.02)) for p, d in dice.items()]
@@ -58,7 +60,7 @@ def test_same_fold_twice_is_refused(folds: list[Path]) -> None:
         fold_patients([folds[0], folds[0]])
 
 
-@pytest.mark.parametrize("other", [{"arch": "segnet"}, {"epochs": 30}])
+@pytest.mark.parametrize("other", [{"arch": "segnet"}, {"epochs": 30}, {"init_from": "artifacts/cv/unet/fold-1"}])
 def test_folds_of_different_models_or_recipes_are_refused(tmp_path: Path, other: dict) -> None:
     folds = [_fold(tmp_path / "a", 0, {"TCGA_CS_1": 0.9}), _fold(tmp_path / "b", 1, {"TCGA_DU_2": 0.8}, **other)]
     with pytest.raises(ValueError, match="pool one model's folds"):
@@ -163,7 +165,8 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
 
 
 @pytest.mark.parametrize(("folder", "command"), [("unet-resnet50-transfer", "train/cv.sh unet-resnet50-transfer"),
-                                                 ("unet-e30", "train/cv.sh unet 30")])
+                                                 ("unet-e30", "train/cv.sh unet 30"),
+                                                 ("unet-e30+e10", "train/cv.sh unet 10 artifacts/cv/unet-e30")])
 def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str) -> None:
     from lgg_core.evaluation.crossval import reproduce_command
 

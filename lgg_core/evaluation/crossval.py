@@ -63,8 +63,9 @@ def fold_patients(artifact_dirs: list[str | Path]) -> pd.DataFrame:
             raise ValueError(f"{directory} is not evaluated: run `lgg evaluate {directory}` first")
         config = read_config(directory)
         training = config.get("training", {})
+        started = training.get("init_from")  # a continued run's folds start from one earlier run's folds
         key = (config.get("arch"), *(training.get(k) for k in ("k", "split_seed", "dataset_hash", "epochs",
-                                                               "input_size")))
+                                                               "input_size")), started and str(Path(started).parent))
         fold = training.get("fold")
         if fold in seen:
             raise ValueError(f"{directory} and {seen[fold]} are both fold {fold}")
@@ -75,7 +76,8 @@ def fold_patients(artifact_dirs: list[str | Path]) -> pd.DataFrame:
         parts.append(rows.assign(fold=fold, _key=str(key)))
     pooled = pd.concat(parts, ignore_index=True)
     if pooled["_key"].nunique() > 1:
-        raise ValueError("the folds differ in architecture, k, split seed, dataset, epochs or input size: pool "
+        raise ValueError("the folds differ in architecture, k, split seed, dataset, epochs, input size or the run "
+                         "they continued from: pool "
                          "one model's folds of one recipe only")
     twice = pooled[pooled["variant"] == "raw"]["patient"].duplicated(keep=False)
     if twice.any():
@@ -161,7 +163,12 @@ class RunReport:
 
 
 def reproduce_command(folder: Path) -> str:
-    """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG`` or ``CONFIG-eEPOCHS`` by it)."""
+    """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG``, ``CONFIG-eEPOCHS``, or ``FROM+eEPOCHS``
+    for a run continued from run ``FROM``)."""
+    if continued := re.fullmatch(r"(.+)\+e(\d+)", folder.name):
+        source = folder.with_name(continued[1])
+        config = reproduce_command(source).split()[1]
+        return f"train/cv.sh {config} {continued[2]} {source.as_posix()}"
     match = re.fullmatch(r"(.+?)(?:-e(\d+))?", folder.name)
     return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
