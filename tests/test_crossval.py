@@ -171,3 +171,4 @@ def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str)
     from lgg_core.evaluation.crossval import reproduce_command
 
     assert reproduce_command(Path("artifacts/cv") / folder) == command
+    assert reproduce_command(Path("/srv/app/artifacts/cv") / folder) == command

@@ -166,9 +166,9 @@ def reproduce_command(folder: Path) -> str:
     """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG``, ``CONFIG-eEPOCHS``, or ``FROM+eEPOCHS``
     for a run continued from run ``FROM``)."""
     if continued := re.fullmatch(r"(.+)\+e(\d+)", folder.name):
-        source = folder.with_name(continued[1])
-        config = reproduce_command(source).split()[1]
-        return f"train/cv.sh {config} {continued[2]} {source.as_posix()}"
+        config = reproduce_command(folder.with_name(continued[1])).split()[1]
+        # cv.sh writes every run under artifacts/cv/; the catalog's absolute path would name this server's disk
+        return f"train/cv.sh {config} {continued[2]} artifacts/cv/{continued[1]}"
     match = re.fullmatch(r"(.+?)(?:-e(\d+))?", folder.name)
     return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
