@@ -285,8 +285,8 @@ def crossval_runs() -> tuple[list[tuple[CrossvalEntry, tuple[float, ...]]], str 
         entries = load_crossval(catalog_path())
     except CatalogError as err:
         return [], str(err)
-    folds = {e.name: sorted(e.path.glob("fold-*")) for e in entries}
-    return [(e, tuple(_mtime(d / "eval" / "patients.csv") for d in folds[e.name])) for e in entries], None
+    return [(e, tuple(_mtime(d / "eval" / "patients.csv") for d in sorted(e.path.glob("fold-*"))))
+            for e in entries], None
 
 
 _DATASETS: OrderedDict[str, LGGData] = OrderedDict()
