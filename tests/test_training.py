@@ -47,6 +47,14 @@ def test_artifact_holds_weights_config_split_log_and_card(trained: Path, sample_
     assert len(pd.read_csv(trained / "epochs.csv")) == 2
 
 
+def test_card_states_the_learning_rate_schedule(trained: Path) -> None:
+    config = json.loads((trained / "config.json").read_text())
+    assert "warm-up + cosine" in artifacts.render_card(config)
+    config["training"]["warmup_epochs"] = 0  # a fine-tune from an artifact starts at its full rate
+    card = artifacts.render_card(config)
+    assert "cosine without warm-up" in card and "warm-up + cosine" not in card
+
+
 def test_split_beside_artifact_is_patient_level(trained: Path, sample_data) -> None:
     split = load_split(trained / "split.json")
     roles = {k: set(v) for k, v in split["roles"].items()}
