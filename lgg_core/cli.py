@@ -256,6 +256,10 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         print(f"warning: {len(folds)} of {expected} folds: the pooled patients are not the whole dataset",
               file=sys.stderr)
     print(crossval.summary_markdown(crossval.summary(pooled)))
+    if args.against:
+        other = crossval.fold_patients(crossval.fold_dirs(args.against))
+        print(f"\nPaired by patient against {' '.join(args.against)}:\n")
+        print(crossval.paired_markdown(crossval.paired_against(pooled, other)))
     if args.out:
         pooled.to_csv(args.out, index=False)
     return 0
@@ -334,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     crossval.add_argument("artifacts", nargs="+",
                           help="one artifact folder per fold, or a run folder holding fold-* (train/cv.sh's)")
     crossval.add_argument("--out", help="also write the pooled per-patient table (CSV)")
+    crossval.add_argument("--against", nargs="+", metavar="ARTIFACT",
+                          help="another run's fold artifacts (or run folder): the per-patient difference on the "
+                               "patients both hold out, with a paired bootstrap CI and the Wilcoxon p")
     crossval.set_defaults(func=cmd_crossval)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")

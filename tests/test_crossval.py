@@ -49,6 +49,15 @@ def test_pools_every_held_out_patient_once(folds: list[Path]) -> None:
     assert "|---|---:|---:|---|---|---|\n| as predicted | 2 | 5 | 0.770 (" in markdown
 
 
+def test_cli_pairs_a_run_against_another_on_shared_patients(folds: list[Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    longer = _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6})
+    assert main(["crossval", str(longer), "--against", *map(str, folds)]) == 0
+    out = capsys.readouterr().out
+    # Only fold 0's two patients are shared; the other run's fold 1 has none of them.
+    assert "| as predicted | 2 | 0.775 | 0.700 | +0.075 (+0.050 to +0.100) |" in out
+
+
 def test_patient_held_out_by_two_folds_is_refused(tmp_path: Path) -> None:
     folds = [_fold(tmp_path, 0, {"TCGA_CS_1": 0.9}), _fold(tmp_path, 1, {"TCGA_CS_1": 0.8, "TCGA_DU_2": 0.7})]
     with pytest.raises(ValueError, match="held out by more than one fold: TCGA_CS_1"):

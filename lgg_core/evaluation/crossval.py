@@ -17,6 +17,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from lgg_core.evaluation.metrics import bootstrap_ci
+from lgg_core.evaluation.stats import format_p, paired_difference
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
 
@@ -138,6 +139,29 @@ def summary_display(table: pd.DataFrame) -> pd.DataFrame:
         "median (95% CI)": [f"{r.median:.3f} ({r.median_low:.3f}–{r.median_high:.3f})" for r in table.itertuples()],
         "patients ≥ 0.85": [f"{share:.0%}" for share in table["reach_085"]],
     })
+
+
+def paired_against(pooled: pd.DataFrame, other: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
+    """Per variant, ``pooled`` − ``other`` per-patient Dice on the patients both hold out (e.g. a longer recipe against
+    the shorter one): :func:`~lgg_core.evaluation.stats.paired_difference` of each variant."""
+    rows = []
+    for variant, group in pooled.groupby("variant", sort=False):
+        mine = group.set_index("patient")["dice"]
+        theirs = other[other["variant"] == variant].set_index("patient")["dice"]
+        shared = mine.index.intersection(theirs.index)
+        rows.append({"variant": variant,
+                     **paired_difference(mine[shared].to_numpy(), theirs[shared].to_numpy(), n_boot=n_boot)})
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(table: pd.DataFrame) -> str:
+    """A markdown table of :func:`paired_against`."""
+    lines = ["| variant | patients | mean | against | difference (95% CI) | Wilcoxon p |",
+             "|---|---:|---:|---:|---|---|"]
+    lines += [f"| {VARIANT_NAMES.get(r.variant, r.variant)} | {r.n} | {r.mean_a:.3f} | {r.mean_b:.3f} | "
+              f"{r.mean_diff:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}) | {format_p(r.p)} |"
+              for r in table.itertuples()]
+    return "\n".join(lines)
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
