@@ -103,6 +103,20 @@ def tumor_biased_crop(
     return torch.stack(out_i), torch.stack(out_m)
 
 
+def drop_modalities(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace each contrast channel (pre- and post-contrast) of each slice by FLAIR with probability ``p``.
+
+    Ten of the 110 patients lack a contrast sequence and the dataset repeats FLAIR in its place; a model that never
+    saw such input in training meets it only at test time.
+    """
+    b = images.shape[0]
+    drop = (torch.rand(b, 2, generator=generator) < p).to(images.device)
+    out = images.clone()
+    for column, channel in enumerate((0, 2)):
+        out[drop[:, column], channel] = images[drop[:, column], 1]
+    return out
+
+
 def training_batch(
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -112,13 +126,17 @@ def training_batch(
     crop: int | None = None,
     tumor_crop_prob: float = 0.7,
     input_size: int | None = None,
+    modality_dropout: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn a uint8 batch (B, 3, H, W) and bool masks (B, 1, H, W) into model input and target.
 
     Returns normalized float input and a float target: the mask (B, 1, h, w) for ``"segment"``, or tumor present
     (B, 1) for ``"classify"``, read after augmentation so a tumor moved out of view is labelled correctly.
+    ``modality_dropout``: see :func:`drop_modalities` (0 draws no random numbers, so older runs replay alike).
     """
     x, y = images.float() / 255.0, masks.float()
+    if modality_dropout > 0:
+        x = drop_modalities(x, modality_dropout, generator)
     if augment is not None:
         x, y = augment(x, y, generator)
     if crop is not None:

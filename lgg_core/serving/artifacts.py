@@ -27,6 +27,7 @@ from lgg_core.models import (
     model_info,
     read_config,
 )
+from lgg_core.data.inputs import SERVED_INPUTS
 from lgg_core.data.splits import save_split
 from lgg_core.serving.checks import missing_weights_message
 
@@ -169,6 +170,21 @@ def write_artifact(
     return out_dir
 
 
+def check_served_inputs(config: dict[str, Any]) -> None:
+    """Refuse a model trained on inputs that evaluation and the dashboard do not build (a recipe-search record).
+
+    Fed the three sequences instead, such a model would give wrong masks without a word.
+
+    Raises:
+        ArtifactError: ``training.inputs`` is not one of :data:`~lgg_core.data.inputs.SERVED_INPUTS`.
+    """
+    inputs = (config.get("training") or {}).get("inputs", "sequences")
+    if inputs not in SERVED_INPUTS:
+        raise ArtifactError(f"this model was trained on {inputs!r} inputs, which the dashboard and `lgg evaluate` "
+                            f"do not build yet (they serve {', '.join(SERVED_INPUTS)}): its record is kept for the "
+                            "recipe search only (`lgg recipes`)")
+
+
 def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[LGGModel, dict[str, Any]]:
     """Load an artifact folder (safetensors only) in eval mode; returns (model, config).
 
@@ -187,6 +203,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple
     # LGGModel's loader before it builds anything.
     config = read_config(path)
     check_config(config)
+    check_served_inputs(config)
     if "parts" in config:
         parts = [load_artifact(part, device)[0] for part in part_dirs(path, config)]
         extra = {k: v for k, v in config["arch_kwargs"].items() if k in _COMPOSITE_EXTRAS}
@@ -227,6 +244,7 @@ def inspect_artifact(folder: str | Path) -> tuple[dict[str, Any], bool]:
     folder = Path(folder)
     config = read_config(folder)
     check_config(config)
+    check_served_inputs(config)
     if "parts" not in config:
         if not (folder / SAFETENSORS_SINGLE_FILE).is_file():
             return config, False

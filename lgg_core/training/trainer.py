@@ -34,6 +34,7 @@ from lgg_core.models import ArtifactError, LGGModel, init_encoder_from_classifie
 from lgg_core.data.reader import DatasetError
 from lgg_core.data.splits import fold_roles, load_split, make_folds
 from lgg_core.data.dataset import BalancedSampler, SliceDataset
+from lgg_core.data.inputs import check_inputs, stack_inputs
 from lgg_core.data.transforms import Augment, training_batch
 
 LOSSES = ("bce", "dice", "bce+dice")
@@ -58,7 +59,9 @@ class TrainConfig:
     the same model whose weights start the run (a longer run, or a fine-tune at a larger ``input_size``, continues
     from it). Both sources must not have learned from the run's held-out patients (:func:`check_weights_source`).
     ``protocol``: the name of
-    the shared recipe a run follows, so runs of one comparison can be told from others.
+    the shared recipe a run follows, so runs of one comparison can be told from others. ``inputs``: what the model
+    sees of a slice (:data:`~lgg_core.data.inputs.INPUTS`). ``modality_dropout``: the probability of replacing each
+    contrast channel by FLAIR in training (:func:`~lgg_core.data.transforms.drop_modalities`).
     """
 
     arch: str
@@ -90,8 +93,13 @@ class TrainConfig:
     weights_dtype: str = "float32"
     device: str = "auto"
     protocol: str | None = None
+    inputs: str = "sequences"
+    modality_dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_inputs(self.inputs)
+        if not 0.0 <= self.modality_dropout <= 1.0:
+            raise ValueError(f"modality_dropout must be a probability in [0, 1], got {self.modality_dropout!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
         if self.weights_dtype not in ("float32", "float16"):
@@ -168,19 +176,27 @@ def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
     return 1.0 if total == 0 else 2 * inter / total
 
 
-def validate(model: LGGModel, data: LGGData, patients: list[str], cfg: TrainConfig) -> dict[str, float]:
-    """Segmenters: mean per-patient volume Dice; classifiers: AUROC and accuracy. Full slices, no augmentation."""
+def validate(
+    model: LGGModel, data: LGGData, patients: list[str], cfg: TrainConfig, images: np.ndarray | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Segmenters: mean per-patient volume Dice; classifiers: AUROC and accuracy. Full slices, no augmentation.
+
+    ``images``: the model's inputs for every row of ``data`` (default: ``data.images``). Returns the epoch-log
+    scores and each validation patient's Dice (empty for classifiers).
+    """
     model.eval()
     rows = data.rows(patients)
-    probs = predict(model, data.images[rows], model.task, cfg.batch_size, cfg.input_size, mixed_precision=True)
+    inputs = data.images if images is None else images
+    probs = predict(model, inputs[rows], model.task, cfg.batch_size, cfg.input_size, mixed_precision=True)
     model.train()
     if model.task == "classify":
         m = classification_metrics(data.index["has_tumor"].to_numpy()[rows], probs)
-        return {"val_score": m["auroc"], "val_auroc": m["auroc"], "val_accuracy": m["accuracy"]}
+        return {"val_score": m["auroc"], "val_auroc": m["auroc"], "val_accuracy": m["accuracy"]}, {}
     pred, true = probs > 0.5, data.masks[rows]
     patient_of_row = data.index["patient"].to_numpy()[rows]
-    dices = [volume_dice(pred[patient_of_row == p], true[patient_of_row == p]) for p in patients]
-    return {"val_score": float(np.mean(dices)), "val_patient_dice": float(np.mean(dices))}
+    dices = {p: volume_dice(pred[patient_of_row == p], true[patient_of_row == p]) for p in patients}
+    mean = float(np.mean(list(dices.values())))
+    return {"val_score": mean, "val_patient_dice": mean}, dices
 
 
 class Budget:
@@ -315,7 +331,9 @@ def train(
     task = model.task
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
 
-    dataset = SliceDataset(data.images, data.masks, train_rows)
+    # Built once for every row: 2.5D stacks take neighbours across the whole volume (0.8 GB for all 110 patients).
+    images = stack_inputs(data.images, data.index, cfg.inputs)
+    dataset = SliceDataset(images, data.masks, train_rows)
     augment_rng = torch.Generator().manual_seed(cfg.seed + rank)
     augment, crop = Augment(), cfg.crop if task == "segment" else None
     if cfg.balanced:
@@ -341,10 +359,12 @@ def train(
     )
 
     log: list[dict[str, Any]] = []
-    start_epoch, best_score, best_epoch, best_state = 0, -math.inf, -1, None
+    start_epoch, best_score, best_epoch, best_state, best_dices = 0, -math.inf, -1, None, {}
     state = load_checkpoint(checkpoint) if resume else None
     if state is not None:
-        old, new = state.get("config") or {}, dataclasses.asdict(cfg)
+        # Fields added since a checkpoint was written take their defaults, which is what that run used.
+        defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+        old, new = {**defaults, **(state.get("config") or {})}, dataclasses.asdict(cfg)
         if {k: v for k, v in old.items() if k not in RUN_CONTROL} != {k: v for k, v in new.items() if k not in RUN_CONTROL}:
             raise ValueError(f"{run_dir} holds a checkpoint of a different config; use another run dir or --no-resume")
         try:
@@ -354,7 +374,7 @@ def train(
             torch.set_rng_state(state["rng"])
             augment_rng.set_state(state["augment_rng"])
             start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-            best_state, log = state["best_model"], state["log"]
+            best_state, log, best_dices = state["best_model"], state["log"], state.get("best_dices", {})
             budget.start = time.time() - state["elapsed"]
             cpu_before = state.get("cpu_elapsed", 0.0)
         # Readable files whose content does not fit this run (edited, or written by other code): missing keys,
@@ -376,7 +396,8 @@ def train(
             if i >= steps:
                 break
             x, y = training_batch(
-                x.to(device), y.to(device), task, augment_rng, augment, crop, cfg.tumor_crop_prob, cfg.input_size
+                x.to(device), y.to(device), task, augment_rng, augment, crop, cfg.tumor_crop_prob, cfg.input_size,
+                cfg.modality_dropout,
             )
             if device.type == "cpu":
                 x = x.to(memory_format=torch.channels_last)
@@ -398,10 +419,11 @@ def train(
         }
         stop = False
         if rank == 0:
-            row.update(validate(model, data, roles["val"], cfg))
+            scores, dices = validate(model, data, roles["val"], cfg, images)
+            row.update(scores)
             row["seconds"] = time.time() - t0
             if row["val_score"] > best_score:
-                best_score, best_epoch = row["val_score"], epoch
+                best_score, best_epoch, best_dices = row["val_score"], epoch, dices
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             log.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
@@ -411,6 +433,7 @@ def train(
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(), "augment_rng": augment_rng.get_state(),
                     "best_score": best_score, "best_epoch": best_epoch, "best_model": best_state,
+                    "best_dices": best_dices,
                     "log": log, "elapsed": budget.elapsed(), "cpu_elapsed": cpu_before + time.process_time() - cpu_start,
                 })
             stop = epoch - best_epoch >= cfg.patience or budget.spent()
@@ -429,6 +452,7 @@ def train(
         "split_file": "split.json", "dataset_hash": data.dataset_hash,
         "patients": {r: len(v) for r, v in roles.items()},
         "epochs_run": len(log), "best_epoch": best_epoch, "best_val_score": best_score,
+        "val_patient_dice": best_dices,
         "wall_time_s": round(budget.elapsed(), 1), "code_revision": revision,
         "cpu_time_s": round(cpu_before + time.process_time() - cpu_start, 1), "threads": torch.get_num_threads(),
         "device": str(device), "world_size": world, "torch": torch.__version__,
