@@ -1,5 +1,5 @@
 """The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``,
-``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
+``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg crossval``, ``lgg recipes``, ``lgg score-predictions``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
 
 Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
 
@@ -12,11 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.reader import DATA_DIR_ENV, DatasetError, read_metadata
 from lgg_core.data.download import download_dataset
 from lgg_core.data.splits import fold_summary, make_folds, save_split
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _at_least_two(text: str) -> int:
@@ -265,6 +269,76 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_patients(split: str, catalog: str | None) -> dict[str, pd.DataFrame]:
+    """Per-patient Dice (raw) of every evaluated catalog segmenter (``fold0``) or cross-validation run (``cv``)."""
+    from lgg_core.evaluation import crossval
+    from lgg_core.evaluation.stats import variant_patients
+    from lgg_core.serving.catalog import load_crossval
+    from lgg_core.serving.records import read_eval, resolve_models
+
+    others = {}
+    if split == "cv":
+        for entry in load_crossval(catalog):
+            pooled = crossval.fold_patients(crossval.fold_dirs([entry.path]))
+            others[entry.name] = pooled[pooled["variant"] == "raw"][["patient", "dice"]]
+        return others
+    records, problem = resolve_models(catalog)
+    if problem:
+        raise ValueError(problem)
+    for record in records:
+        tables, _ = read_eval(record) if record.ok else (None, None)
+        if tables is not None and tables.patients is not None:
+            others[record.name] = variant_patients(tables, "raw")
+    return others
+
+
+def cmd_score_predictions(args: argparse.Namespace) -> int:
+    """Score a researcher's predicted masks under the protocol and test them against every zoo model."""
+    from lgg_core.data.external import read_predictions
+    from lgg_core.evaluation import external
+    from lgg_core.evaluation.evaluator import metrics_markdown
+
+    predictions = read_predictions(args.predictions)  # before the dataset: a bad archive fails at once
+    data = _load(args)
+    patients = external.split_patients(args.split, data)
+    scored = external.score(predictions, data, patients)
+    name = args.name or Path(args.predictions).stem
+    for note in predictions.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{name} on {len(patients)} patients ({args.split})\n")
+    print(external.patients_markdown(scored) + "\n")
+    print(metrics_markdown(scored.summary).replace("| lcc |", "| largest 3D component |"))
+    others = _zoo_patients(args.split, args.catalog)
+    if others:
+        what = "cross-validation run" if args.split == "cv" else "evaluated model"
+        print(f"\nAgainst each {what} on the same patients (paired bootstrap 95% CI, Wilcoxon, Holm over "
+              f"{len(others)} tests):\n")
+        print(external.compare_markdown(external.compare(scored.dice(), others)))
+    if args.out:
+        scored.dice()[["patient", "dice"]].to_csv(args.out, index=False)
+    if args.save:
+        external.write_record(args.save, scored, name, args.split, str(args.predictions), predictions.notes)
+        print(f"\nrecord written to {args.save}", file=sys.stderr)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Print the recipe search's table: each run's validation Dice, its cost and its paired gain over the baseline."""
+    from lgg_core.data.inputs import missing_sequences
+    from lgg_core.evaluation.recipes import find_runs, recipe_markdown, recipe_table
+
+    apart: list[str] = []
+    if args.data_dir or os.environ.get(DATA_DIR_ENV):
+        data = _load(args)
+        apart = sorted(missing_sequences(data.images, data.index))
+    table = recipe_table(find_runs(args.runs), apart)
+    print(recipe_markdown(table))
+    if not apart:
+        print(f"\n(patients lacking a sequence are marked when the dataset is given: --data-dir or ${DATA_DIR_ENV})",
+              file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lgg`` parser; each subparser sets ``func`` to its ``cmd_*`` handler."""
     parser = argparse.ArgumentParser(
@@ -342,6 +416,33 @@ def build_parser() -> argparse.ArgumentParser:
                           help="another run's fold artifacts (or run folder): the per-patient difference on the "
                                "patients both hold out, with a paired bootstrap CI and the Wilcoxon p")
     crossval.set_defaults(func=cmd_crossval)
+
+    score = commands.add_parser(
+        "score-predictions", parents=[data_options],
+        help="score predicted masks made elsewhere under the protocol, against every zoo model",
+        description="PREDICTIONS is a folder or .zip of masks named like the dataset's "
+                    "(TCGA_CS_4941_19960909_12_mask.png or .tif), or one .npz of per-patient (slices, 256, 256) "
+                    "volumes keyed by patient id. Binary masks or probabilities in [0, 1] (thresholded at 0.5). "
+                    "Scored by the same code as `lgg evaluate` on exactly the split's patients, then compared with "
+                    "each evaluated catalog model (fold0) or cross-validation run (cv) on the same patients.")
+    score.add_argument("predictions", help="folder, .zip or .npz of predicted masks")
+    score.add_argument("--split", choices=["fold0", "cv"], required=True,
+                       help="fold0: the zoo's 22 held-out patients; cv: all 110, each once")
+    score.add_argument("--name", help="name shown in the tables (default: the file or folder name)")
+    score.add_argument("--out", help="write the per-patient Dice as CSV (columns patient,dice)")
+    score.add_argument("--save", metavar="DIR", help="write an eval/ record (tables, summary, masks) to DIR")
+    score.add_argument("--catalog", help="catalog of models to compare with (default: $LGG_CATALOG or models.toml)")
+    score.set_defaults(func=cmd_score_predictions)
+
+    recipes = commands.add_parser(
+        "recipes", parents=[data_options],
+        help="the recipe search: validation per-patient Dice of each run, its cost, its paired gain over the baseline",
+        description="Reads each run's config.json (train/recipes.sh): the Dice of every validation patient at the "
+                    "chosen epoch. Each run is compared patient by patient with its fold's baseline (same model, the "
+                    "three sequences, no modality dropout, fewest epochs): bootstrap 95%% CI and Wilcoxon p. With the "
+                    "dataset, the validation patients lacking a contrast sequence are also shown on their own.")
+    recipes.add_argument("runs", nargs="+", help="run folders, or a folder of them (artifacts/recipes)")
+    recipes.set_defaults(func=cmd_recipes)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")
     push.add_argument("artifact", help="artifact folder")

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import lgg_core.serving.latency as latency_module
 from lgg_core.serving.latency import Latency, LatencyStore, backend_label, time_call
 
 
@@ -14,18 +15,20 @@ def latency(ms: float) -> Latency:
     return Latency(ms, ms, ms, "PyTorch · CPU", 5, 0.0)
 
 
-def test_time_call_warms_up_then_reports_median_min_and_max() -> None:
+def test_time_call_warms_up_then_reports_median_min_and_max(monkeypatch) -> None:
+    # A fake clock that each call advances by its duration: sleeping would measure the host's load, not the code.
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(latency_module.time, "perf_counter", lambda: clock.now)
     calls = []
     durations = iter([0.5, 0.001, 0.004, 0.002, 0.003, 0.010])  # the first (warm-up) call is slow and not counted
 
     def work() -> None:
         calls.append(1)
-        time.sleep(next(durations))
+        clock.now += next(durations)
 
     median, fastest, slowest = time_call(work, repeats=5)
     assert len(calls) == 6
-    assert fastest >= 1.0 and slowest >= 10.0 and fastest <= median <= slowest < 500
-    assert median == pytest.approx(3.0, abs=2.0)
+    assert (median, fastest, slowest) == pytest.approx((3.0, 1.0, 10.0))
 
 
 def test_store_keeps_the_newest_entries_within_its_bound() -> None:

@@ -124,7 +124,7 @@ def test_pairwise_figure_reads_from_the_row_model() -> None:
 
 def synthetic_segmenter(seed: int = 0, patients: int = 8) -> tuple[ModelRecord, EvalTables]:
     """A segmenter's eval tables as ``lgg evaluate`` writes them (raw and lcc), from random pixel counts."""
-    from lgg_core.evaluation.evaluator import _segmentation_summary
+    from lgg_core.evaluation.evaluator import segmentation_summary
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -150,7 +150,7 @@ def synthetic_segmenter(seed: int = 0, patients: int = 8) -> tuple[ModelRecord, 
     sums = slices.groupby(["variant", "patient", "institution"], as_index=False, sort=False)[["tp", "fp", "fn"]].sum()
     total = 2 * sums["tp"] + sums["fp"] + sums["fn"]
     sums["dice"] = np.where(total > 0, 2 * sums["tp"] / total.clip(lower=1), 1.0)
-    summary = {"task": "segment", "variants": _segmentation_summary(slices, sums),
+    summary = {"task": "segment", "variants": segmentation_summary(slices, sums),
                "patients": sorted(raw["patient"].unique())}
     config = {"task": "segment", "arch": "unet", "params": 4_400_000, "training": {"fold": 0}}
     return ModelRecord("seg", Path("seg"), config), EvalTables(summary, slices, sums)

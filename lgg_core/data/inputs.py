@@ -37,3 +37,17 @@ def stack_inputs(images: np.ndarray, index: pd.DataFrame, inputs: str) -> np.nda
     flair = images[..., FLAIR]
     return np.stack([flair[np.where(same_as_previous, rows - 1, rows)], flair,
                      flair[np.where(same_as_next, rows + 1, rows)]], axis=-1)
+
+
+def missing_sequences(images: np.ndarray, index: pd.DataFrame) -> dict[str, int]:
+    """Patients lacking a contrast sequence: how many of their channels repeat FLAIR on every slice (1 or 2).
+
+    The dataset fills a missing pre- or post-contrast sequence with FLAIR, so such a channel equals FLAIR exactly.
+    """
+    found = {}
+    for patient, rows in index.groupby("patient").indices.items():
+        volume = images[rows]
+        repeats = sum(bool(np.array_equal(volume[..., c], volume[..., FLAIR])) for c in (0, 2))
+        if repeats:
+            found[patient] = repeats
+    return found

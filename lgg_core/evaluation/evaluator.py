@@ -61,13 +61,18 @@ def _patient_tables(
     probs: dict[str, np.ndarray], data: LGGData, rows: np.ndarray
 ) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Per variant: one patient's slice table, its per-patient row and its predicted masks."""
+    raw = probs["raw"] > 0.5
+    return mask_tables({"raw": raw, "lcc": largest_component(raw), "tta": probs["tta"] > 0.5}, data, rows)
+
+
+def mask_tables(
+    predicted: dict[str, np.ndarray], data: LGGData, rows: np.ndarray
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Per variant: one patient's slice table, its per-patient row and its masks, from bool masks of its ``rows``."""
     meta = data.index.iloc[rows][["patient", "institution", "slice"]].reset_index(drop=True)
     true = data.masks[rows]
     slices, patient, masks = {}, {}, {}
-    for variant in SEG_VARIANTS:
-        pred = probs["tta" if variant == "tta" else "raw"] > 0.5
-        if variant == "lcc":
-            pred = largest_component(pred)
+    for variant, pred in predicted.items():
         slices[variant] = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
         slices[variant].insert(0, "variant", variant)
         patient[variant] = {
@@ -101,7 +106,7 @@ def _evaluate_segmenter(
     return slice_table, patient_table, calibration.to_dict(), {v: np.concatenate(m) for v, m in masks.items()}
 
 
-def _segmentation_summary(slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, Any]:
+def segmentation_summary(slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for variant, s in slices.groupby("variant", sort=False):
         p = patients[patients["variant"] == variant]
@@ -222,7 +227,7 @@ def evaluate(
     task, size = config["task"], config["training"].get("input_size")
     if task == "segment":
         slices, per_patient, calibration, masks = _evaluate_segmenter(model, data, rows, batch_size, size)
-        variants = _segmentation_summary(slices, per_patient)
+        variants = segmentation_summary(slices, per_patient)
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)
         meta = data.index.iloc[rows]
         save_masks(artifact_dir / "eval" / PREDICTIONS_FILE, meta["patient"].to_numpy(), meta["slice"].to_numpy(),

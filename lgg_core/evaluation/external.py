@@ -1,0 +1,185 @@
+"""Score predictions made elsewhere under the zoo's protocol, and test them against the zoo patient by patient.
+
+The same rules as ``lgg evaluate``: per-slice metrics and per-patient volume Dice from the same code
+(:func:`~lgg_core.evaluation.evaluator.mask_tables`), as predicted (``raw``) and with the largest 3D component kept
+(``lcc``); flip TTA needs the model, so predictions have no ``tta`` variant. The patients are exactly those of the
+chosen split: fold 0's 22 test patients (the zoo's held-out fold, ``fold0``), or all 110 each counted once (``cv``,
+against the cross-validation runs). Every one of them must be there, every slice of each, and nothing else.
+
+Comparisons are many-to-one: the predictions against each zoo model (or CV run) on their shared patients, paired
+bootstrap CI of the mean difference, Wilcoxon p, Holm over those k tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgg_core.data.cache import LGGData
+from lgg_core.data.external import Predictions, PredictedMasksError, listing
+from lgg_core.data.splits import make_folds
+from lgg_core.evaluation.evaluator import mask_tables, segmentation_summary
+from lgg_core.evaluation.stats import (A_BETTER, B_BETTER, NO_DIFFERENCE, NO_PATIENTS, format_p, holm,
+                                       paired_difference)
+from lgg_core.serving.artifacts import write_json, write_table
+from lgg_core.serving.postprocess import largest_component
+from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
+
+SPLITS = ("fold0", "cv")
+ZOO_FOLDS, ZOO_SPLIT_SEED = 5, 0  # the zoo protocol's split (train/configs/protocol/segment.toml)
+VARIANTS = ("raw", "lcc")
+RECORD_KIND = "predictions"
+
+
+@dataclass
+class Scored:
+    """The eval/ tables of scored predictions: as ``lgg evaluate`` writes them for an artifact."""
+
+    slices: pd.DataFrame
+    patients: pd.DataFrame
+    summary: dict[str, Any]
+    masks: dict[str, np.ndarray]
+    meta: pd.DataFrame
+
+    def dice(self, variant: str = "raw") -> pd.DataFrame:
+        """Per-patient table (patient, institution, dice) of one variant."""
+        table = self.patients[self.patients["variant"] == variant]
+        return table[["patient", "institution", "dice"]].reset_index(drop=True)
+
+
+def split_patients(split: str, data: LGGData) -> list[str]:
+    """The patients a split scores: fold 0's test patients of the zoo protocol, or every patient (``cv``).
+
+    Raises:
+        ValueError: an unknown split, or a dataset that is not the whole one (folds depend on every patient).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if data.partial:
+        raise ValueError("the loaded data holds only some slices of some patients: point --data-dir to the whole "
+                         "kaggle_3m dataset")
+    if split == "cv":
+        return data.patients
+    folds = make_folds(data.index, ZOO_FOLDS, ZOO_SPLIT_SEED)
+    return sorted(p for p, fold in folds.items() if fold == 0)
+
+
+def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> None:
+    """Every patient of the split with every slice, and nothing else.
+
+    Raises:
+        PredictedMasksError: the missing or extra patients or slices, listed.
+    """
+    missing, extra = set(patients) - set(pred.masks), set(pred.masks) - set(patients)
+    if missing:
+        raise PredictedMasksError(f"{len(missing)} of the split's {len(patients)} patients have no predictions: "
+                               f"{listing(missing)}")
+    if extra:
+        raise PredictedMasksError(f"{len(extra)} patients are not in the split ({listing(extra)}): score only its "
+                               f"{len(patients)} patients, so that no training patient is counted")
+    slices = data.index.groupby("patient")["slice"].apply(set)
+    for patient in patients:
+        given = set(pred.masks[patient])
+        if lost := slices[patient] - given:
+            raise PredictedMasksError(f"{patient} lacks predictions for {len(lost)} of its {len(slices[patient])} "
+                                   f"slices: {listing({str(n) for n in lost})}")
+        if unknown := given - slices[patient]:
+            raise PredictedMasksError(f"{patient} has no slices numbered {listing({str(n) for n in unknown})} (it has "
+                                   f"{len(slices[patient])})")
+
+
+def score(pred: Predictions, data: LGGData, patients: list[str]) -> Scored:
+    """Score predictions on ``patients`` (checked first with :func:`check_coverage`)."""
+    check_coverage(pred, data, patients)
+    slices, table, masks = [], [], {v: [] for v in VARIANTS}
+    for patient in sorted(patients):
+        rows = data.rows([patient])
+        raw = np.stack([pred.masks[patient][n] for n in data.index["slice"].to_numpy()[rows]])
+        tables, per_patient, predicted = mask_tables({"raw": raw, "lcc": largest_component(raw)}, data, rows)
+        slices += [tables[v] for v in VARIANTS]
+        table += [per_patient[v] for v in VARIANTS]
+        for v in VARIANTS:
+            masks[v].append(predicted[v])
+    slice_table = pd.concat(slices, ignore_index=True).sort_values("variant", kind="stable", key=_variant_order)
+    patient_table = pd.DataFrame(table).sort_values("variant", kind="stable", key=_variant_order)
+    meta = data.index.iloc[data.rows(sorted(patients))][["patient", "slice"]].reset_index(drop=True)
+    summary = {"task": "segment", "variants": segmentation_summary(slice_table, patient_table),
+               "dataset_hash": data.dataset_hash, "patients": sorted(patients)}
+    return Scored(slice_table.reset_index(drop=True), patient_table.reset_index(drop=True), summary,
+                  {v: np.concatenate(m) for v, m in masks.items()}, meta)
+
+
+def _variant_order(column: pd.Series) -> pd.Series:
+    return column.map(VARIANTS.index)
+
+
+def write_record(out_dir: str | Path, scored: Scored, name: str, split: str, source: str,
+                 notes: list[str]) -> Path:
+    """Write the eval/ record of scored predictions (tables, summary, masks) and a config.json saying what it is."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "config.json", {"kind": RECORD_KIND, "name": name, "task": "segment", "split": split,
+                                         "source": source, "notes": notes,
+                                         "dataset_hash": scored.summary["dataset_hash"]})
+    write_table(out_dir / "eval" / "patients.csv", scored.patients)
+    write_table(out_dir / "eval" / "slices.csv", scored.slices)
+    save_masks(out_dir / "eval" / PREDICTIONS_FILE, scored.meta["patient"].to_numpy(), scored.meta["slice"].to_numpy(),
+               scored.masks)
+    write_json(out_dir / "eval" / "summary.json", scored.summary)
+    return out_dir
+
+
+def compare(ours: pd.DataFrame, others: dict[str, pd.DataFrame], n_boot: int = 10_000,
+            alpha: float = 0.05) -> pd.DataFrame:
+    """The predictions against each other model on their shared patients, Holm over the k tests.
+
+    Args:
+        ours: per-patient (patient, dice) of the predictions.
+        others: name -> per-patient (patient, dice) of each model or CV run.
+        n_boot: bootstrap resamples per comparison.
+        alpha: significance level of the Holm-adjusted p-values.
+
+    Returns:
+        One row per model, best first: ``model``, ``n``, ``mean_ours``, ``mean_model``, ``mean_diff`` (ours − model),
+        ``ci_low``, ``ci_high``, ``p``, ``p_holm``, ``verdict`` ("predictions better", "<model> better", ...).
+    """
+    mine = ours.set_index("patient")["dice"]
+    rows = []
+    for name, table in others.items():
+        theirs = table.set_index("patient")["dice"]
+        shared = mine.index.intersection(theirs.index)
+        diff = paired_difference(mine[shared].to_numpy(), theirs[shared].to_numpy(), n_boot=n_boot)
+        rows.append({"model": name, "n": diff["n"], "mean_ours": diff["mean_a"], "mean_model": diff["mean_b"],
+                     "mean_diff": diff["mean_diff"], "ci_low": diff["ci_low"], "ci_high": diff["ci_high"],
+                     "p": diff["p"], "leaning": diff["leaning"]})
+    table = pd.DataFrame(rows, columns=["model", "n", "mean_ours", "mean_model", "mean_diff", "ci_low", "ci_high",
+                                        "p", "leaning"])
+    table["p_holm"] = holm(table["p"])
+    verdict = np.where(table["p_holm"] < alpha, np.where(table["leaning"] > 0, A_BETTER, B_BETTER), NO_DIFFERENCE)
+    verdict = np.where(table["n"] == 0, NO_PATIENTS, verdict)
+    table["verdict"] = [{A_BETTER: "predictions better", B_BETTER: f"{m} better"}.get(v, v)
+                        for v, m in zip(verdict, table["model"])]
+    return table.drop(columns="leaning").sort_values("mean_model", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def patients_markdown(scored: Scored) -> str:
+    """Per-patient markdown table: Dice as predicted and with the largest 3D component, voxels, slices."""
+    wide = scored.patients.pivot(index="patient", columns="variant", values="dice")
+    raw = scored.patients[scored.patients["variant"] == "raw"].set_index("patient")
+    lines = ["| patient | institution | slices | tumor voxels | predicted voxels | Dice | Dice, largest component |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {p} | {r.institution} | {r.slices} | {r.true_voxels} | {r.pred_voxels} | {wide.loc[p, 'raw']:.3f} "
+              f"| {wide.loc[p, 'lcc']:.3f} |" for p, r in raw.iterrows()]
+    return "\n".join(lines)
+
+
+def compare_markdown(table: pd.DataFrame) -> str:
+    """A markdown table of :func:`compare`."""
+    lines = ["| against | patients | theirs | yours | yours − theirs (95% CI) | Wilcoxon p | Holm p | verdict |",
+             "|---|---:|---:|---:|---|---|---|---|"]
+    lines += [f"| {r.model} | {r.n} | {r.mean_model:.3f} | {r.mean_ours:.3f} | {r.mean_diff:+.3f} "
+              f"({r.ci_low:+.3f} to {r.ci_high:+.3f}) | {format_p(r.p)} | {format_p(r.p_holm)} | {r.verdict} |"
+              for r in table.itertuples()]
+    return "\n".join(lines)

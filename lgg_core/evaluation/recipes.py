@@ -1,0 +1,121 @@
+"""The recipe search's table: what each lever buys on validation patients, and at what cost.
+
+Every run of ``train/recipes.sh`` records each validation patient's Dice at its chosen epoch
+(``training.val_patient_dice``). A run is compared with its fold's *baseline* (the same model and fold, trained on
+the three sequences without modality dropout, with the fewest epochs), patient by patient: the paired mean difference
+with a bootstrap 95% CI and the Wilcoxon p. Test patients are never read.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgg_core.evaluation.metrics import bootstrap_ci
+from lgg_core.evaluation.stats import format_p, paired_difference
+
+LEVERS = ("inputs", "modality_dropout", "epochs", "input_size", "crop", "lr", "batch_size", "loss", "init_from")
+"""Training fields a recipe may change; a run's ``changes`` column names those that differ from its baseline."""
+_DEFAULTS = {"inputs": "sequences", "modality_dropout": 0.0}
+
+
+@dataclass(frozen=True)
+class RecipeRun:
+    """One recipe-search run: its folder name, training record and each validation patient's Dice."""
+
+    name: str
+    training: dict[str, Any]
+    dice: pd.Series
+
+    def lever(self, field: str) -> Any:
+        return self.training.get(field, _DEFAULTS.get(field))
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.training["arch"], int(self.training["fold"])
+
+
+def read_run(folder: Path) -> RecipeRun:
+    """The run recorded in ``folder/config.json``.
+
+    Raises:
+        ValueError: the record has no per-patient validation Dice (trained before it was recorded, or a classifier).
+    """
+    training = json.loads((folder / "config.json").read_text()).get("training") or {}
+    dice = training.get("val_patient_dice")
+    if not isinstance(dice, dict) or not dice:
+        raise ValueError(f"{folder} records no per-patient validation Dice (train it with train/recipes.sh)")
+    return RecipeRun(folder.name, training, pd.Series(dice, dtype=float).sort_index())
+
+
+def find_runs(paths: list[str | Path]) -> list[RecipeRun]:
+    """Runs from artifact folders, or folders of them (``artifacts/recipes``), in name order.
+
+    Raises:
+        ValueError: a path holds no run.
+    """
+    runs = []
+    for path in map(Path, paths):
+        folders = [path] if (path / "config.json").is_file() else sorted(p.parent for p in path.glob("*/config.json"))
+        if not folders:
+            raise ValueError(f"{path} holds no recipe run (a folder with config.json, or a folder of them)")
+        runs += [read_run(folder) for folder in folders]
+    return sorted(runs, key=lambda r: r.name)
+
+
+def baseline_of(run: RecipeRun, runs: list[RecipeRun]) -> RecipeRun | None:
+    """The fold's baseline run for ``run`` (see the module docstring); None if the search has none."""
+    plain = [r for r in runs if r.key == run.key and r.lever("inputs") == "sequences"
+             and not r.lever("modality_dropout")]
+    return min(plain, key=lambda r: (r.lever("epochs"), r.name), default=None)
+
+
+def _changes(run: RecipeRun, base: RecipeRun | None) -> str:
+    if base is None:
+        return "?"
+    changed = [f"{f}={run.lever(f)}" for f in LEVERS if run.lever(f) != base.lever(f)]
+    return ", ".join(changed) or "baseline"
+
+
+def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_000) -> pd.DataFrame:
+    """One row per run: model, fold, changes, cost, validation Dice with its CI, the paired difference.
+
+    Args:
+        runs: :func:`find_runs`' runs.
+        apart: patients whose scores are also shown on their own (those lacking a contrast sequence).
+        n_boot: bootstrap resamples.
+    """
+    rows = []
+    for run in runs:
+        base = baseline_of(run, runs)
+        low, high = bootstrap_ci(run.dice.to_numpy(), n_boot=n_boot)
+        row = {"run": run.name, "model": run.key[0], "fold": run.key[1], "changes": _changes(run, base),
+               "epochs": run.training.get("epochs_run"), "best_epoch": run.training.get("best_epoch"),
+               "cpu_min": (run.training.get("cpu_time_s") or np.nan) / 60, "patients": len(run.dice),
+               "dice": float(run.dice.mean()), "dice_low": low, "dice_high": high,
+               "apart": ", ".join(f"{p} {run.dice[p]:.2f}" for p in apart if p in run.dice.index)}
+        if base is not None and base is not run:
+            shared = run.dice.index.intersection(base.dice.index)
+            diff = paired_difference(run.dice[shared].to_numpy(), base.dice[shared].to_numpy(), n_boot=n_boot)
+            row.update(diff=diff["mean_diff"], diff_low=diff["ci_low"], diff_high=diff["ci_high"], p=diff["p"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def recipe_markdown(table: pd.DataFrame) -> str:
+    """A markdown table of :func:`recipe_table`."""
+    lines = ["| run | model | fold | changes | epochs (best) | CPU-min | validation per-patient Dice (95% CI) | "
+             "vs baseline (95% CI) | Wilcoxon p | patients lacking a sequence |",
+             "|---|---|---:|---|---:|---:|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        versus = (f"{r['diff']:+.3f} ({r['diff_low']:+.3f} to {r['diff_high']:+.3f})"
+                  if pd.notna(r.get("diff")) else "")
+        p = format_p(r["p"]) if pd.notna(r.get("p")) else ""
+        lines.append(f"| {r['run']} | {r['model']} | {r['fold']} | {r['changes']} | {r['epochs']} ({r['best_epoch']}) "
+                     f"| {r['cpu_min']:.0f} | {r['dice']:.3f} ({r['dice_low']:.3f}–{r['dice_high']:.3f}) | {versus} "
+                     f"| {p} | {r['apart'] or '—'} |")
+    return "\n".join(lines)
