@@ -1,5 +1,5 @@
 """The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``,
-``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg crossval``, ``lgg recipes``, ``lgg score-predictions``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
+``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg crossval``, ``lgg recipes``, ``lgg score-predictions``, ``lgg zoo-reference``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
 
 Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
 
@@ -269,38 +269,17 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zoo_patients(split: str, catalog: str | None) -> dict[str, pd.DataFrame]:
-    """Per-patient Dice (raw) of every evaluated catalog segmenter (``fold0``) or cross-validation run (``cv``)."""
-    from lgg_core.evaluation import crossval
-    from lgg_core.evaluation.stats import variant_patients
-    from lgg_core.serving.catalog import load_crossval
-    from lgg_core.serving.records import read_eval, resolve_models
-
-    others = {}
-    if split == "cv":
-        for entry in load_crossval(catalog):
-            pooled = crossval.fold_patients(crossval.fold_dirs([entry.path]))
-            others[entry.name] = pooled[pooled["variant"] == "raw"][["patient", "dice"]]
-        return others
-    records, problem = resolve_models(catalog)
-    if problem:
-        raise ValueError(problem)
-    for record in records:
-        tables, _ = read_eval(record) if record.ok else (None, None)
-        if tables is not None and tables.patients is not None:
-            others[record.name] = variant_patients(tables, "raw")
-    return others
-
-
 def cmd_score_predictions(args: argparse.Namespace) -> int:
     """Score a researcher's predicted masks under the protocol and test them against every zoo model."""
     from lgg_core.data.external import read_predictions
     from lgg_core.evaluation import external
     from lgg_core.evaluation.evaluator import metrics_markdown
+    from lgg_core.evaluation.reference import build_reference, load_reference, others
 
     predictions = read_predictions(args.predictions)  # before the dataset: a bad archive fails at once
+    table = build_reference(args.catalog) if args.catalog else load_reference()
     data = _load(args)
-    patients = external.split_patients(args.split, data)
+    patients = external.split_patients(args.split, data, table)
     scored = external.score(predictions, data, patients)
     name = args.name or Path(args.predictions).stem
     for note in predictions.notes:
@@ -308,17 +287,27 @@ def cmd_score_predictions(args: argparse.Namespace) -> int:
     print(f"{name} on {len(patients)} patients ({args.split})\n")
     print(external.patients_markdown(scored) + "\n")
     print(metrics_markdown(scored.summary).replace("| lcc |", "| largest 3D component |"))
-    others = _zoo_patients(args.split, args.catalog)
-    if others:
-        what = "cross-validation run" if args.split == "cv" else "evaluated model"
+    if zoo := others(table, args.split):
+        what = "cross-validation run" if args.split == "cv" else "zoo model"
         print(f"\nAgainst each {what} on the same patients (paired bootstrap 95% CI, Wilcoxon, Holm over "
-              f"{len(others)} tests):\n")
-        print(external.compare_markdown(external.compare(scored.dice(), others)))
+              f"{len(zoo)} tests):\n")
+        print(external.compare_markdown(external.compare(scored.dice(), zoo)))
     if args.out:
         scored.dice()[["patient", "dice"]].to_csv(args.out, index=False)
     if args.save:
         external.write_record(args.save, scored, name, args.split, str(args.predictions), predictions.notes)
         print(f"\nrecord written to {args.save}", file=sys.stderr)
+    return 0
+
+
+def cmd_zoo_reference(args: argparse.Namespace) -> int:
+    """Write the zoo's per-patient Dice table that score-predictions compares with (bundled with the package)."""
+    from lgg_core.evaluation.reference import REFERENCE_FILE, build_reference
+
+    table = build_reference(args.catalog)
+    out = Path(args.out or REFERENCE_FILE)
+    table.to_csv(out, index=False)
+    print(f"wrote {out}: {table['name'].nunique()} models and runs, {len(table)} rows")
     return 0
 
 
@@ -424,15 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "(TCGA_CS_4941_19960909_12_mask.png or .tif), or one .npz of per-patient (slices, 256, 256) "
                     "volumes keyed by patient id. Binary masks or probabilities in [0, 1] (thresholded at 0.5). "
                     "Scored by the same code as `lgg evaluate` on exactly the split's patients, then compared with "
-                    "each evaluated catalog model (fold0) or cross-validation run (cv) on the same patients.")
+                    "each zoo model (fold0) or cross-validation run (cv) on the same patients, from the zoo's "
+                    "per-patient table bundled with the package (or --catalog).")
     score.add_argument("predictions", help="folder, .zip or .npz of predicted masks")
     score.add_argument("--split", choices=["fold0", "cv"], required=True,
                        help="fold0: the zoo's 22 held-out patients; cv: all 110, each once")
     score.add_argument("--name", help="name shown in the tables (default: the file or folder name)")
     score.add_argument("--out", help="write the per-patient Dice as CSV (columns patient,dice)")
     score.add_argument("--save", metavar="DIR", help="write an eval/ record (tables, summary, masks) to DIR")
-    score.add_argument("--catalog", help="catalog of models to compare with (default: $LGG_CATALOG or models.toml)")
+    score.add_argument("--catalog", help="compare with this catalog's evaluated models and CV runs instead of the "
+                                         "zoo's bundled per-patient table")
     score.set_defaults(func=cmd_score_predictions)
+
+    reference = commands.add_parser(
+        "zoo-reference", help="write the zoo's per-patient Dice table that score-predictions compares with")
+    reference.add_argument("--catalog", help="catalog file (default: $LGG_CATALOG or models.toml)")
+    reference.add_argument("--out", help="output CSV (default: the copy bundled with the package)")
+    reference.set_defaults(func=cmd_zoo_reference)
 
     recipes = commands.add_parser(
         "recipes", parents=[data_options],

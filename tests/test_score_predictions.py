@@ -19,7 +19,10 @@ from lgg_core.cli import main as lgg_main
 from lgg_core.data.external import MAX_FILES, PredictedMasksError, read_predictions, read_predictions_bytes
 from lgg_core.evaluation import external
 from lgg_core.evaluation.evaluator import test_patients as held_out
+from lgg_core.evaluation.reference import build_reference, fold0_patients, load_reference, others
 from lgg_core.serving.predictions import load_masks
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _dilated(data) -> dict[str, np.ndarray]:
@@ -70,7 +73,7 @@ def known(sample_data, tmp_path_factory) -> dict:
 @pytest.mark.parametrize("form", ["folder", "zip", "npz"])
 def test_known_prediction_scores_equal_an_independent_computation(known, sample_data, form: str) -> None:
     pred = read_predictions(known[form])
-    scored = external.score(pred, sample_data, external.split_patients("cv", sample_data))
+    scored = external.score(pred, sample_data, external.split_patients("cv", sample_data, load_reference()))
     dice = scored.dice().set_index("patient")["dice"]
     assert dice.to_dict() == pytest.approx(known["expected"])
     assert 0.5 < dice.min() < 1.0  # a prediction that is neither empty nor perfect
@@ -279,4 +282,25 @@ def test_cli_bad_archive_is_one_error_line_and_writes_nothing(tmp_path: Path, ca
 
 def test_unknown_split_lists_the_valid_ones(sample_data) -> None:
     with pytest.raises(ValueError, match="valid: fold0, cv"):
-        external.split_patients("fold7", sample_data)
+        external.split_patients("fold7", sample_data, load_reference())
+
+
+def test_fold0_is_the_zoo_test_fold_and_data_lacking_it_is_named(sample_data) -> None:
+    reference = load_reference()
+    zoo_split = json.loads((REPO / "artifacts" / "unet-resnet50-transfer" / "split.json").read_text())
+    assert fold0_patients(reference) == sorted(zoo_split["roles"]["test"])
+    with pytest.raises(ValueError, match="of fold 0's 22 test patients are not in"):
+        external.split_patients("fold0", sample_data, reference)
+
+
+def test_bundled_reference_matches_the_catalog_records() -> None:
+    bundled, built = load_reference(), build_reference(REPO / "models.toml")
+    pd.testing.assert_frame_equal(bundled, built.reset_index(drop=True), check_dtype=False)
+    assert set(others(bundled, "cv")) == {"unet-resnet50-transfer", "unet-resnet50-transfer, 8 + 8 epochs"}
+    assert all(len(t) == 22 for t in others(bundled, "fold0").values())
+
+
+def test_cli_compares_with_the_bundled_cv_runs_on_shared_patients(known, sample_root, capsys) -> None:
+    assert lgg_main(["score-predictions", str(known["npz"]), "--split", "cv", "--data-dir", str(sample_root)]) == 0
+    printed = capsys.readouterr().out
+    assert "Holm over 2 tests" in printed and "| unet-resnet50-transfer | 5 |" in printed

@@ -4,7 +4,8 @@ The same rules as ``lgg evaluate``: per-slice metrics and per-patient volume Dic
 (:func:`~lgg_core.evaluation.evaluator.mask_tables`), as predicted (``raw``) and with the largest 3D component kept
 (``lcc``); flip TTA needs the model, so predictions have no ``tta`` variant. The patients are exactly those of the
 chosen split: fold 0's 22 test patients (the zoo's held-out fold, ``fold0``), or all 110 each counted once (``cv``,
-against the cross-validation runs). Every one of them must be there, every slice of each, and nothing else.
+against the cross-validation runs). The zoo's side comes from its bundled per-patient table
+(:mod:`lgg_core.evaluation.reference`), so the comparison works from an installed package as from a checkout. Every one of them must be there, every slice of each, and nothing else.
 
 Comparisons are many-to-one: the predictions against each zoo model (or CV run) on their shared patients, paired
 bootstrap CI of the mean difference, Wilcoxon p, Holm over those k tests.
@@ -20,8 +21,8 @@ import pandas as pd
 
 from lgg_core.data.cache import LGGData
 from lgg_core.data.external import Predictions, PredictedMasksError, listing
-from lgg_core.data.splits import make_folds
 from lgg_core.evaluation.evaluator import mask_tables, segmentation_summary
+from lgg_core.evaluation.reference import fold0_patients
 from lgg_core.evaluation.stats import (A_BETTER, B_BETTER, NO_DIFFERENCE, NO_PATIENTS, format_p, holm,
                                        paired_difference)
 from lgg_core.serving.artifacts import write_json, write_table
@@ -29,7 +30,6 @@ from lgg_core.serving.postprocess import largest_component
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
 
 SPLITS = ("fold0", "cv")
-ZOO_FOLDS, ZOO_SPLIT_SEED = 5, 0  # the zoo protocol's split (train/configs/protocol/segment.toml)
 VARIANTS = ("raw", "lcc")
 RECORD_KIND = "predictions"
 
@@ -50,21 +50,30 @@ class Scored:
         return table[["patient", "institution", "dice"]].reset_index(drop=True)
 
 
-def split_patients(split: str, data: LGGData) -> list[str]:
-    """The patients a split scores: fold 0's test patients of the zoo protocol, or every patient (``cv``).
+def split_patients(split: str, data: LGGData, reference: pd.DataFrame) -> list[str]:
+    """The patients a split scores: the zoo's held-out patients (fold 0's test fold), or every loaded one (``cv``).
+
+    Args:
+        split: ``fold0`` or ``cv``.
+        data: the dataset holding the ground truth.
+        reference: the zoo's per-patient table (:func:`~lgg_core.evaluation.reference.load_reference`), which
+            names fold 0's patients whatever data is loaded.
 
     Raises:
-        ValueError: an unknown split, or a dataset that is not the whole one (folds depend on every patient).
+        ValueError: an unknown split, data that lacks some of fold 0's patients, or data holding only some slices.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if data.partial:
-        raise ValueError("the loaded data holds only some slices of some patients: point --data-dir to the whole "
+        raise ValueError("the loaded data holds only some slices of some patients: point --data-dir to the "
                          "kaggle_3m dataset")
     if split == "cv":
         return data.patients
-    folds = make_folds(data.index, ZOO_FOLDS, ZOO_SPLIT_SEED)
-    return sorted(p for p, fold in folds.items() if fold == 0)
+    patients = fold0_patients(reference)
+    if missing := set(patients) - set(data.patients):
+        raise ValueError(f"{len(missing)} of fold 0's {len(patients)} test patients are not in {data.root}: "
+                         f"{listing(missing)}")
+    return patients
 
 
 def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> None:
