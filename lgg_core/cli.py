@@ -90,7 +90,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate artifacts on their held-out patients and store eval/ tables in each folder."""
-    from lgg_core.evaluation.evaluator import evaluate, metrics_markdown
+    from lgg_core.evaluation.evaluator import evaluate
+    from lgg_core.evaluation.tables import metrics_markdown
     from lgg_core.serving.device import retain_freed_memory
 
     retain_freed_memory()
@@ -273,7 +274,6 @@ def cmd_score_predictions(args: argparse.Namespace) -> int:
     """Score a researcher's predicted masks under the protocol and test them against every zoo model."""
     from lgg_core.data.external import read_predictions
     from lgg_core.evaluation import external
-    from lgg_core.evaluation.evaluator import metrics_markdown
     from lgg_core.evaluation.reference import build_reference, load_reference, others
 
     predictions = read_predictions(args.predictions)  # before the dataset: a bad archive fails at once
@@ -286,7 +286,7 @@ def cmd_score_predictions(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     print(f"{name} on {len(patients)} patients ({args.split})\n")
     print(external.patients_markdown(scored) + "\n")
-    print(metrics_markdown(scored.summary).replace("| lcc |", "| largest 3D component |"))
+    print(external.scores_markdown(scored))
     if zoo := others(table, args.split):
         what = "cross-validation run" if args.split == "cv" else "zoo model"
         print(f"\nAgainst each {what} on the same patients (paired bootstrap 95% CI, Wilcoxon, Holm over "

@@ -9,10 +9,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from lgg_core.app import external as yours
 from lgg_core.app import latency
 from lgg_core.evaluation import crossval
+from lgg_core.evaluation import external
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
+from lgg_core.app.overlay import error_legend
 from lgg_core.app.state import crossval_runs, dataset, eval_tables, open_slice, records, show_model_problems
 
 st.title("Leaderboard")
@@ -35,12 +38,82 @@ def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossva
     return crossval.run_report(name, Path(folder))
 
 
+
+
+def add_your_predictions() -> external.Submission | None:
+    """The upload that scores a visitor's masks; the result stays in this session only."""
+    submission = st.session_state.get(yours.SESSION_KEY)
+    with st.expander("Add your predictions", expanded=submission is not None):
+        st.caption("Masks from your own model, scored exactly as `lgg score-predictions` scores them and compared "
+                   "with the zoo patient by patient. A `.zip` of masks named like the dataset's "
+                   "(`TCGA_CS_4941_19960909_12_mask.png` or `.tif`) or an `.npz` of per-patient (slices, 256, 256) "
+                   "volumes; binary or probabilities in [0, 1] (thresholded at 0.5). Only you see them; they are "
+                   "kept in memory for this session and never written to the server's disk.")
+        upload = st.file_uploader("Predicted masks", type=["zip", "npz"], key="your_predictions_file")
+        split = st.radio("Patients", list(external.SPLIT_LABELS), format_func=external.SPLIT_LABELS.get,
+                         horizontal=True, key="your_predictions_split")
+        score, remove = st.columns([1, 5])
+        if score.button("Score", disabled=upload is None, type="primary") and (data := dataset()) is not None:
+            try:
+                with st.spinner("Scoring your predictions…"):
+                    submission = external.score_submission(upload.name, upload.getvalue(), split, data)
+                st.session_state[yours.SESSION_KEY] = submission
+            except ValueError as err:  # the reader's and the split's messages are written for the visitor
+                st.error(f"{upload.name}: {err}")
+        if submission is not None and remove.button("Remove my predictions"):
+            del st.session_state[yours.SESSION_KEY]
+            st.rerun()
+        if submission is not None:
+            show_submission(submission)
+    return submission
+
+
+def show_submission(submission: external.Submission) -> None:
+    """Scores, the forest plot against the zoo, the patients, the worst slices and the downloads."""
+    raw = submission.scored.summary["variants"]["raw"]
+    st.markdown(f"**{submission.label}** on {raw['patients']} patients ({external.SPLIT_LABELS[submission.split]}): "
+                f"per-patient Dice {raw['patient_dice']:.3f} (95% CI {raw['patient_dice_ci'][0]:.3f}–"
+                f"{raw['patient_dice_ci'][1]:.3f}). It joins the table, the figures and the pairwise tests below.")
+    for note in submission.notes:
+        st.caption(f"Note: {note}.")
+    title = f"{submission.label} − each model: mean per-patient Dice (95% CI)"
+    st.plotly_chart(yours.forest_figure(submission.comparison, title), key="your-forest")
+    st.caption("Each model against yours on the patients both were scored on: paired bootstrap 95% CI over "
+               f"patients, two-sided Wilcoxon, Holm over the {len(submission.comparison)} comparisons. Blue: yours "
+               "significantly better; vermillion: the model significantly better; grey: no significant difference.")
+    st.dataframe(external.comparison_display(submission.comparison), hide_index=True)
+    st.dataframe(external.patients_display(submission.scored), hide_index=True)
+    data = dataset()
+    pictures = [] if data is None else [
+        (f"{w.patient}, slice {w.slice}: patient Dice {w.dice:.3f}", yours.slice_picture(data, w.row, w.mask))
+        for w in external.worst_slices(submission.scored, data)]
+    if pictures:
+        st.markdown("Your worst patients, each on its slice with the most wrong pixels: " + error_legend())
+        for column, (caption, image) in zip(st.columns(len(pictures)), pictures):
+            column.image(image, caption=caption)
+    csv, report = st.columns([1, 3])
+    csv.download_button("Per-patient CSV", external.per_patient_csv(submission.scored),
+                        file_name=f"{submission.name}-dice.csv", mime="text/csv")
+    report.download_button(
+        "HTML report", lambda: yours.report_html(
+            submission.label, f"Scored on {external.SPLIT_LABELS[submission.split]} as `lgg score-predictions "
+            f"--split {submission.split}` scores them.", submission.notes, submission.scores_markdown(),
+            external.comparison_display(submission.comparison), yours.forest_figure(submission.comparison, title),
+            pictures, external.patients_display(submission.scored)),
+        file_name=f"{submission.name}-report.html", mime="text/html")
+
+
+submission = add_your_predictions()
 recs, _ = records()
 items = [(record, *(eval_tables(record) if record.ok else (None, record.problem))) for record in recs]
 if not items:
     st.info("The model catalog is empty: add `[[model]]` entries to models.toml (or $LGG_CATALOG).")
     st.stop()
 full, per_entry = board(items)
+if submission is not None:  # computed apart: the shared cache of board() never holds a visitor's entry
+    mine = [(submission.record(), submission.tables(), None)]
+    full = lb.leaderboard(full.to_dict("records") + lb.all_rows(mine))
+    per_entry = pd.concat([per_entry, lb.entry_patients(mine)], ignore_index=True)
 measured = latency.latencies()
 left, right = st.columns(2)
 table = lb.select_rows(
@@ -90,6 +163,8 @@ for report in reports:
     st.plotly_chart(crossval.folds_figure(report.pooled), key=f"cv-{report.name}")
 
 evals = {record.name: tables for record, tables, _ in items if tables is not None}
+if submission is not None:
+    evals[submission.label] = submission.tables()
 per_patient = stats.patient_dice(evals)
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
@@ -149,5 +224,7 @@ for _, row in rows.iterrows():
     text.markdown(f"**{row['patient']}** · {a} {row['dice_a']:.3f} · {b} {row['dice_b']:.3f} · "
                   f"difference {row['diff']:+.3f}")
     if button.button(f"Compare slice {row['slice']}", key=f"pair-{a}-{b}-{row['patient']}",
-                     disabled=row["patient"] not in held):
+                     disabled=row["patient"] not in held or external.YOURS in a + b,
+                     help="Compare shows the catalog's models; your predictions are shown above"
+                     if external.YOURS in a + b else None):
         open_slice("pages/compare.py", row["patient"], int(row["slice"]), [a, b])

@@ -89,7 +89,7 @@ def test_lazy_exports_resolve(package: str) -> None:
 def test_public_api_is_what_the_cards_call() -> None:
     from lgg_core import load_predictor, pull  # noqa: F401  (the model card's two lines)
 
-    template = (ROOT / "model_cards/template.md").read_text()
+    template = (ROOT / "lgg_core/serving/model_card.md").read_text()
     assert "from lgg_core import load_predictor, pull" in template
     assert {"load_artifact", "evaluate", "list_models", "create_model"} <= set(lgg_core.__all__)
 

@@ -124,7 +124,7 @@ def test_pairwise_figure_reads_from_the_row_model() -> None:
 
 def synthetic_segmenter(seed: int = 0, patients: int = 8) -> tuple[ModelRecord, EvalTables]:
     """A segmenter's eval tables as ``lgg evaluate`` writes them (raw and lcc), from random pixel counts."""
-    from lgg_core.evaluation.evaluator import segmentation_summary
+    from lgg_core.evaluation.tables import segmentation_summary
 
     rng = np.random.default_rng(seed)
     rows = []

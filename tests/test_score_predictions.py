@@ -304,3 +304,18 @@ def test_cli_compares_with_the_bundled_cv_runs_on_shared_patients(known, sample_
     assert lgg_main(["score-predictions", str(known["npz"]), "--split", "cv", "--data-dir", str(sample_root)]) == 0
     printed = capsys.readouterr().out
     assert "Holm over 2 tests" in printed and "| unet-resnet50-transfer | 5 |" in printed
+
+
+def test_bundled_example_reproduces_the_champion_cv_scores(capsys) -> None:
+    """demo/example-predictions.zip is the champion's CV masks of the demo patients (scripts/make_example_predictions.py):
+    scored from files, they must give that run's Dice exactly (CI repeats this from an installed wheel)."""
+    from lgg_core.data.cache import load_dataset
+    from lgg_core.serving.records import DEMO_DIR
+
+    data = load_dataset(DEMO_DIR, progress=False)
+    reference = load_reference()
+    scored = external.score(read_predictions(REPO / "demo" / "example-predictions.zip"), data,
+                            external.split_patients("cv", data, reference))
+    run = others(reference, "cv")["unet-resnet50-transfer"].set_index("patient")["dice"]
+    mine = scored.dice().set_index("patient")["dice"]
+    assert len(mine) == 3 and mine.to_dict() == pytest.approx(run[mine.index].to_dict(), abs=1e-12)

@@ -16,7 +16,8 @@ from lgg_core.data.cache import LGGData
 from lgg_core.data.reader import MASK_SHAPE
 from lgg_core.serving.inference import predict, predict_plain_and_tta
 from lgg_core.evaluation.calibration import SegmentationReliability, classification_calibration
-from lgg_core.evaluation.metrics import batch_slice_metrics, bootstrap_ci, classification_metrics, volume_dice
+from lgg_core.evaluation.metrics import classification_metrics
+from lgg_core.evaluation.tables import ci_bounds, mask_tables, metrics_markdown, segmentation_summary
 from lgg_core.serving.postprocess import largest_component
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
 from lgg_core.data.splits import load_split
@@ -28,10 +29,6 @@ SEG_VARIANTS = ("raw", "lcc", "tta")
 def test_patients(artifact_dir: str | Path) -> list[str]:
     """The held-out (test) patients recorded in the artifact's split.json."""
     return sorted(load_split(Path(artifact_dir) / "split.json")["roles"]["test"])
-
-
-def _ci(values: np.ndarray, groups: np.ndarray | None = None) -> list[float]:
-    return [float(v) for v in bootstrap_ci(np.asarray(values, float), groups)]
 
 
 def _patient_probs(
@@ -65,26 +62,6 @@ def _patient_tables(
     return mask_tables({"raw": raw, "lcc": largest_component(raw), "tta": probs["tta"] > 0.5}, data, rows)
 
 
-def mask_tables(
-    predicted: dict[str, np.ndarray], data: LGGData, rows: np.ndarray
-) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Per variant: one patient's slice table, its per-patient row and its masks, from bool masks of its ``rows``."""
-    meta = data.index.iloc[rows][["patient", "institution", "slice"]].reset_index(drop=True)
-    true = data.masks[rows]
-    slices, patient, masks = {}, {}, {}
-    for variant, pred in predicted.items():
-        slices[variant] = pd.concat([meta, batch_slice_metrics(pred, true)], axis=1)
-        slices[variant].insert(0, "variant", variant)
-        patient[variant] = {
-            "variant": variant, "patient": meta["patient"].iloc[0], "institution": meta["institution"].iloc[0],
-            "dice": volume_dice(pred, true), "slices": len(rows),
-            "tumor_slices": int(true.any(axis=(1, 2)).sum()),
-            "true_voxels": int(true.sum()), "pred_voxels": int(pred.sum()),
-        }
-        masks[variant] = pred
-    return slices, patient, masks
-
-
 def _evaluate_segmenter(
     model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
@@ -106,28 +83,6 @@ def _evaluate_segmenter(
     return slice_table, patient_table, calibration.to_dict(), {v: np.concatenate(m) for v, m in masks.items()}
 
 
-def segmentation_summary(slices: pd.DataFrame, patients: pd.DataFrame) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for variant, s in slices.groupby("variant", sort=False):
-        p = patients[patients["variant"] == variant]
-        tumor = s[s["true_tumor"]]
-        presence = classification_metrics(s["true_tumor"].to_numpy(), s["pred_tumor"].to_numpy().astype(float))
-        out[variant] = {
-            "patient_dice": float(p["dice"].mean()), "patient_dice_ci": _ci(p["dice"]),
-            "tumor_slice_dice": float(tumor["dice"].mean()),
-            "tumor_slice_dice_ci": _ci(tumor["dice"], tumor["patient"].to_numpy()),
-            "tumor_slice_iou": float(tumor["iou"].mean()),
-            "hd95": float(tumor["hd95"].mean()), "assd": float(tumor["assd"].mean()),
-            "slice_dice": float(s["dice"].mean()),
-            "presence_accuracy": presence["accuracy"], "presence_sensitivity": presence["recall"],
-            "presence_specificity": float((~s["pred_tumor"] & ~s["true_tumor"]).sum() / max((~s["true_tumor"]).sum(), 1)),
-            "false_positive_slices": int((s["pred_tumor"] & ~s["true_tumor"]).sum()),
-            "false_negative_slices": int((~s["pred_tumor"] & s["true_tumor"]).sum()),
-            "patients": int(len(p)), "slices": int(len(s)), "tumor_slices": int(len(tumor)),
-        }
-    return out
-
-
 def _auroc_ci(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[float]:
     """Percentile bootstrap of AUROC over patients (resamples that hold one class only are skipped)."""
     rng = np.random.default_rng(seed)
@@ -147,7 +102,7 @@ def _classification_outputs(prob: np.ndarray, data: LGGData, rows: np.ndarray) -
     table["true_tumor"], table["prob"], table["pred_tumor"] = y.astype(bool), prob, prob > 0.5
     groups = table["patient"].to_numpy()
     m = classification_metrics(y, prob)
-    m["accuracy_ci"] = _ci((table["pred_tumor"] == table["true_tumor"]).to_numpy(float), groups)
+    m["accuracy_ci"] = ci_bounds((table["pred_tumor"] == table["true_tumor"]).to_numpy(float), groups)
     m["auroc_ci"] = _auroc_ci(y, prob, groups)
     m.update(patients=int(len(np.unique(groups))), slices=int(len(y)), tumor_slices=int(y.sum()))
     return table, {"raw": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in m.items()}}
@@ -159,24 +114,6 @@ def headline(task: str, variants: dict[str, Any]) -> dict[str, float]:
     if task == "segment":
         return {k: raw[k] for k in ("patient_dice", "tumor_slice_dice", "hd95")}
     return {k: raw[k] for k in ("accuracy", "auroc", "f1")}
-
-
-def metrics_markdown(summary: dict[str, Any]) -> str:
-    """A markdown table of the summary, for the model card and the CLI."""
-    if summary["task"] == "classify":
-        r = summary["variants"]["raw"]
-        return ("| accuracy (95% CI) | AUROC (95% CI) | precision | recall | F1 |\n|---|---|---|---|---|\n"
-                f"| {r['accuracy']:.3f} ({r['accuracy_ci'][0]:.3f}–{r['accuracy_ci'][1]:.3f}) "
-                f"| {r['auroc']:.3f} ({r['auroc_ci'][0]:.3f}–{r['auroc_ci'][1]:.3f}) "
-                f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
-    lines = ["| variant | per-patient Dice (95% CI) | tumor-slice Dice (95% CI) | IoU | HD95 px | ASSD px |",
-             "|---|---|---|---|---|---|"]
-    for v, r in summary["variants"].items():
-        lines.append(
-            f"| {v} | {r['patient_dice']:.3f} ({r['patient_dice_ci'][0]:.3f}–{r['patient_dice_ci'][1]:.3f}) "
-            f"| {r['tumor_slice_dice']:.3f} ({r['tumor_slice_dice_ci'][0]:.3f}–{r['tumor_slice_dice_ci'][1]:.3f}) "
-            f"| {r['tumor_slice_iou']:.3f} | {r['hd95']:.1f} | {r['assd']:.1f} |")
-    return "\n".join(lines)
 
 
 # What the tables and the card need from config.json's training record (written by training).

@@ -20,16 +20,19 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.data.cache import LGGData
-from lgg_core.data.external import Predictions, PredictedMasksError, listing
-from lgg_core.evaluation.evaluator import mask_tables, segmentation_summary
-from lgg_core.evaluation.reference import fold0_patients
+from lgg_core.data.external import Predictions, PredictedMasksError, listing, read_predictions_bytes
+from lgg_core.evaluation.reference import fold0_patients, load_reference, others
+from lgg_core.evaluation.tables import mask_tables, metrics_markdown, segmentation_summary
 from lgg_core.evaluation.stats import (A_BETTER, B_BETTER, NO_DIFFERENCE, NO_PATIENTS, format_p, holm,
                                        paired_difference)
-from lgg_core.serving.artifacts import write_json, write_table
 from lgg_core.serving.postprocess import largest_component
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, save_masks
+from lgg_core.serving.records import EvalTables, ModelRecord
 
 SPLITS = ("fold0", "cv")
+SPLIT_LABELS = {"fold0": "fold 0's 22 test patients, against the zoo's models",
+                "cv": "every patient in the data folder, each once, against the cross-validation runs"}
+YOURS = "yours: "
 VARIANTS = ("raw", "lcc")
 RECORD_KIND = "predictions"
 
@@ -60,19 +63,20 @@ def split_patients(split: str, data: LGGData, reference: pd.DataFrame) -> list[s
             names fold 0's patients whatever data is loaded.
 
     Raises:
-        ValueError: an unknown split, data that lacks some of fold 0's patients, or data holding only some slices.
+        ValueError: an unknown split, or data that lacks some of fold 0's patients.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if data.partial:
-        raise ValueError("the loaded data holds only some slices of some patients: point --data-dir to the "
-                         "kaggle_3m dataset")
+    # Patients of which only some slices are loaded (the dashboard's failure gallery) have no whole volume to score.
+    whole = [p for p in data.patients if p not in data.partial]
     if split == "cv":
-        return data.patients
+        if not whole:
+            raise ValueError(f"{data.root} holds no whole patient volume to score")
+        return whole
     patients = fold0_patients(reference)
-    if missing := set(patients) - set(data.patients):
+    if missing := set(patients) - set(whole):
         raise ValueError(f"{len(missing)} of fold 0's {len(patients)} test patients are not in {data.root}: "
-                         f"{listing(missing)}")
+                         f"{listing(missing)}. Point the data folder to the whole kaggle_3m dataset")
     return patients
 
 
@@ -128,6 +132,8 @@ def _variant_order(column: pd.Series) -> pd.Series:
 def write_record(out_dir: str | Path, scored: Scored, name: str, split: str, source: str,
                  notes: list[str]) -> Path:
     """Write the eval/ record of scored predictions (tables, summary, masks) and a config.json saying what it is."""
+    from lgg_core.serving.artifacts import write_json, write_table  # imports torch, which scoring alone never needs
+
     out_dir = Path(out_dir)
     write_json(out_dir / "config.json", {"kind": RECORD_KIND, "name": name, "task": "segment", "split": split,
                                          "source": source, "notes": notes,
@@ -173,6 +179,11 @@ def compare(ours: pd.DataFrame, others: dict[str, pd.DataFrame], n_boot: int = 1
     return table.drop(columns="leaning").sort_values("mean_model", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def scores_markdown(scored: Scored) -> str:
+    """The summary's markdown table, as ``lgg evaluate`` prints it, with the variants named."""
+    return metrics_markdown(scored.summary).replace("| lcc |", "| largest 3D component |")
+
+
 def patients_markdown(scored: Scored) -> str:
     """Per-patient markdown table: Dice as predicted and with the largest 3D component, voxels, slices."""
     wide = scored.patients.pivot(index="patient", columns="variant", values="dice")
@@ -192,3 +203,96 @@ def compare_markdown(table: pd.DataFrame) -> str:
               f"({r.ci_low:+.3f} to {r.ci_high:+.3f}) | {format_p(r.p)} | {format_p(r.p_holm)} | {r.verdict} |"
               for r in table.itertuples()]
     return "\n".join(lines)
+
+
+@dataclass
+class Submission:
+    """A visitor's predictions scored on the dashboard: what ``lgg score-predictions`` prints, kept in memory."""
+
+    name: str
+    split: str
+    scored: Scored
+    comparison: pd.DataFrame
+    notes: list[str]
+
+    @property
+    def label(self) -> str:
+        """The row name on the page, marked as the visitor's own."""
+        return YOURS + self.name
+
+    def record(self) -> ModelRecord:
+        """A record for the leaderboard's row builders: a segmenter with stored masks and no weights."""
+        return ModelRecord(self.label, None, {"arch": "your predictions", "task": "segment",
+                                              "training": {"fold": 0 if self.split == "fold0" else None,
+                                                           "protocol": "your predictions (this session only)"}},
+                           has_weights=False)
+
+    def tables(self) -> EvalTables:
+        return EvalTables(self.scored.summary, self.scored.slices, self.scored.patients)
+
+    def scores_markdown(self) -> str:
+        return scores_markdown(self.scored)
+
+
+def score_submission(name: str, content: bytes, split: str, data: LGGData) -> Submission:
+    """Score an uploaded .zip or .npz on ``split``'s patients of ``data`` and compare it with the zoo's table.
+
+    Raises:
+        ValueError: the file, the split or the data cannot be scored; the message is meant for the visitor
+            (:class:`~lgg_core.data.external.PredictedMasksError` is one).
+    """
+    predictions = read_predictions_bytes(name, content)
+    reference = load_reference()
+    scored = score(predictions, data, split_patients(split, data, reference))
+    stem = name.rsplit(".", 1)[0][:60] or "predictions"
+    return Submission(stem, split, scored, compare(scored.dice(), others(reference, split)), predictions.notes)
+
+
+def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare`'s table with readable column names."""
+    return pd.DataFrame({
+        "Against": table["model"], "Patients": table["n"], "Theirs": table["mean_model"].round(3),
+        "Yours": table["mean_ours"].round(3),
+        "Yours − theirs (95% CI)": [f"{r.mean_diff:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})"
+                                    for r in table.itertuples()],
+        "Holm p": [format_p(p) for p in table["p_holm"]], "Verdict": table["verdict"]})
+
+
+def patients_display(scored: Scored) -> pd.DataFrame:
+    """Per-patient table, worst first: Dice as predicted and with the largest 3D component, voxels."""
+    raw = scored.patients[scored.patients["variant"] == "raw"].set_index("patient")
+    lcc = scored.dice("lcc").set_index("patient")["dice"]
+    table = pd.DataFrame({"Patient": raw.index, "Institution": raw["institution"], "Slices": raw["slices"],
+                          "Dice": raw["dice"].round(3), "Dice, largest component": lcc[raw.index].round(3),
+                          "Tumor voxels": raw["true_voxels"], "Predicted voxels": raw["pred_voxels"]})
+    return table.sort_values("Dice", kind="stable").reset_index(drop=True)
+
+
+def per_patient_csv(scored: Scored) -> bytes:
+    """``patient,dice`` as ``lgg score-predictions --out`` writes it."""
+    return scored.dice()[["patient", "dice"]].to_csv(index=False).encode()
+
+
+@dataclass(frozen=True)
+class WorstSlice:
+    """One of the worst patients and its slice with the most wrong pixels (``row`` in the data, ``mask`` predicted)."""
+
+    patient: str
+    slice: int
+    dice: float
+    row: int
+    mask: np.ndarray
+
+
+def worst_slices(scored: Scored, data: LGGData, count: int = 3) -> list[WorstSlice]:
+    """The ``count`` patients with the lowest Dice, each with its slice of most false positive + negative pixels."""
+    slices = scored.slices[scored.slices["variant"] == "raw"].reset_index(drop=True)  # aligned with masks["raw"]
+    worst = scored.dice().nsmallest(count, "dice")
+    shown = []
+    for patient, dice in zip(worst["patient"], worst["dice"]):
+        i = int((slices["fp"] + slices["fn"]).where(slices["patient"] == patient).idxmax())
+        number = int(slices.at[i, "slice"])
+        rows = data.rows([patient])
+        row = int(rows[data.index["slice"].to_numpy()[rows] == number][0])
+        shown.append(WorstSlice(patient, number, float(dice), row, scored.masks["raw"][i]))
+    return shown

@@ -24,7 +24,8 @@ import torch
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 
 from lgg_core.data.cache import LGGData
-from lgg_core.evaluation.evaluator import evaluate, metrics_markdown
+from lgg_core.evaluation.evaluator import evaluate
+from lgg_core.evaluation.tables import metrics_markdown
 from lgg_core.models.hub_model import INT8_PER_CHANNEL, save_weights, stored_quantization
 from lgg_core.serving.artifacts import commit_copy, load_artifact, read_config, render_card, staged_copy
 from lgg_core.serving.cpu_paths import INT8_FILE, QUALITY_TOLERANCE, SERVING_FILE

@@ -31,7 +31,7 @@ from lgg_core.data.inputs import SERVED_INPUTS
 from lgg_core.data.splits import save_split
 from lgg_core.serving.checks import missing_weights_message
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
+TEMPLATE = Path(__file__).with_name("model_card.md")  # inside the package: an installed wheel renders cards too
 DATASET_ID = "mateuszbuda/lgg-mri-segmentation"
 # Builder options of a composite that are not its parts (gated: the classifier probability that keeps a mask).
 _COMPOSITE_EXTRAS = {"threshold"}
@@ -348,7 +348,7 @@ def _eval_results(config: dict[str, Any], summary: dict[str, Any] | None) -> lis
 
 
 def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, metrics_table: str = "") -> str:
-    """Render ``model_cards/template.md`` with model-index eval results taken from ``summary["headline"]``."""
+    """Render ``lgg_core/serving/model_card.md`` with model-index eval results taken from ``summary["headline"]``."""
     t = config["training"]
     card_data = ModelCardData(
         library_name="lgg-core", license="mit", datasets=[DATASET_ID], model_name=config["arch"],

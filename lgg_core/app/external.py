@@ -1,0 +1,90 @@
+"""A visitor's own predictions on the Leaderboard: the forest plot against the zoo, slice pictures, the HTML report.
+
+Scoring is :func:`lgg_core.evaluation.external.score_submission`; the page keeps the result in the visitor's
+``st.session_state`` only, so nothing reaches another session, the disk or a shared cache.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from lgg_core.app.overlay import ERROR_LEGEND, channel_view, error_overlay, png_bytes
+from lgg_core.data.cache import LGGData
+
+SESSION_KEY = "your_predictions"
+VERDICT_COLORS = {"predictions better": "#0072B2", "no significant difference": "#999999",
+                  "no shared patients": "#999999"}
+WORSE = "#D55E00"  # "<model> better"
+LEGEND = "Over FLAIR: " + ", ".join(f"{label} ({colour})" for (label, _), colour in
+                                   zip(ERROR_LEGEND, ("yellow", "vermillion", "sky blue"), strict=True))
+
+
+def forest_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
+    """Yours minus each model's mean per-patient Dice with its 95% CI, best model on top, verdict by colour.
+
+    Args:
+        comparison: :func:`lgg_core.evaluation.external.compare`'s table.
+        title: the figure's title.
+    """
+    table = comparison.iloc[::-1]
+    fig = go.Figure(go.Scatter(
+        x=table["mean_diff"], y=table["model"], mode="markers",
+        marker={"color": [VERDICT_COLORS.get(v, WORSE) for v in table["verdict"]], "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": table["ci_high"] - table["mean_diff"],
+                 "arrayminus": table["mean_diff"] - table["ci_low"], "color": "#888888"},
+        customdata=np.stack([table["verdict"], table["n"], table["p_holm"].fillna(1.0)], axis=1),
+        hovertemplate="%{y}<br>difference %{x:+.3f}<br>%{customdata[0]}<br>%{customdata[1]} patients, "
+                      "Holm p %{customdata[2]:.3f}<extra></extra>"))
+    fig.add_vline(x=0, line_dash="dot", line_color="#888888")
+    return fig.update_layout(
+        title=title, height=130 + 26 * len(table), margin={"l": 10, "r": 10, "t": 50, "b": 50}, showlegend=False,
+        xaxis_title="difference in mean per-patient Dice (right of 0: yours higher)")
+
+
+def slice_picture(data: LGGData, row: int, mask: np.ndarray) -> np.ndarray:
+    """The predicted mask against the truth over the slice's FLAIR, in the dashboard's TP/FP/FN colours."""
+    return error_overlay(channel_view(data.images[row]), mask, data.masks[row])
+
+
+def report_html(title: str, intro: str, notes: Sequence[str], scores: str, comparison: pd.DataFrame,
+                figure: go.Figure, pictures: Sequence[tuple[str, np.ndarray]], patients: pd.DataFrame) -> str:
+    """A one-page HTML report that opens offline (Plotly's script inlined).
+
+    Args:
+        title: the page's heading.
+        intro: one paragraph on what was scored and how.
+        notes: what was done to the values.
+        scores: the markdown table of the scores.
+        comparison: the comparison table as shown on the page.
+        figure: the forest plot.
+        pictures: (caption, RGB image) of the worst slices.
+        patients: the per-patient table.
+    """
+    images = "".join(f"<figure><img alt='' width='256' src='data:image/png;base64,"
+                     f"{base64.b64encode(png_bytes(image)).decode()}'><figcaption>{html.escape(caption)}"
+                     "</figcaption></figure>" for caption, image in pictures)
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    plot = figure.update_layout(template="plotly_white").to_html(full_html=False, include_plotlyjs=True)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px}figure{display:inline-block;margin:0 1em 1em 0}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p><ul>{items}</ul>"
+            f"<h2>Scores</h2>{_markdown_html(scores)}<h2>Against the zoo</h2>{_frame_html(comparison)}{plot}"
+            f"<h2>Worst patients</h2><p>{html.escape(LEGEND)}</p>"
+            f"{images}<h2>Every patient</h2>{_frame_html(patients)}</body></html>")
+
+
+def _frame_html(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, escape=True, na_rep="–")
+
+
+def _markdown_html(markdown: str) -> str:
+    rows: list[Any] = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()
+                       if not line.startswith("|---")]
+    return _frame_html(pd.DataFrame(rows[1:], columns=rows[0]))

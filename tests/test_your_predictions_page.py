@@ -1,0 +1,87 @@
+"""The Leaderboard's "Add your predictions": scored in the visitor's session only, joined to the table and the tests."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lgg_core.app.external import forest_figure, report_html
+from lgg_core.data.cache import load_dataset
+from lgg_core.evaluation import external
+from lgg_core.serving.records import DEMO_DIR
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "example-predictions.zip"
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+def leaderboard() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    return at.switch_page("pages/leaderboard.py").run()
+
+
+def board(at: AppTest):
+    """The leaderboard table (the only frame with a model column)."""
+    return next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
+
+
+def upload_and_score(at: AppTest, name: str, data: bytes, split: str = "cv") -> AppTest:
+    at.file_uploader(key="your_predictions_file").set_value((name, data, "application/zip")).run()
+    at.radio(key="your_predictions_split").set_value(split).run()
+    return at.button[0].click().run()  # "Score" comes first on the page
+
+
+def test_example_predictions_join_the_table_and_the_tests_in_this_session_only() -> None:
+    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
+    assert not at.exception and not at.error
+    assert "yours: example-predictions" in set(board(at)["model"])
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert "yours: example-predictions** on 3 patients" in shown and "per-patient Dice 0.728" in shown
+    comparison = at.dataframe[0].value
+    row = comparison.set_index("Against").loc["unet-resnet50-transfer"]
+    assert row["Patients"] == 3 and row["Yours − theirs (95% CI)"].startswith("+0.000")
+    assert {b.label for b in at.get("download_button")} >= {"Per-patient CSV", "HTML report"}
+    assert len(at.get("imgs")) or len(at.get("image"))  # the worst slices are drawn
+    # Another visitor's session, on the same server, sees none of it.
+    other = leaderboard()
+    assert not other.exception
+    assert not any("yours:" in str(v) for v in board(other)["model"])
+
+
+def test_fold0_on_the_demo_set_says_which_patients_are_missing() -> None:
+    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes(), split="fold0")
+    assert not at.exception
+    assert "of fold 0's 22 test patients are not in" in " ".join(e.value for e in at.error)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("escape.zip", None, "outside the archive"),
+    ("broken.zip", b"PK\x03\x04 not really", "not a .zip or .npz"),
+])
+def test_hostile_upload_gets_one_message_and_the_page_keeps_working(tmp_path: Path, name: str, data: bytes | None,
+                                                                   message: str) -> None:
+    if data is None:
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            z.writestr("../TCGA_CS_4944_20010208_1_mask.png", b"x")
+        data = (tmp_path / name).read_bytes()
+    at = upload_and_score(leaderboard(), name, data)
+    assert not at.exception
+    assert message in " ".join(e.value for e in at.error)
+    assert len(at.dataframe)  # the leaderboard is still there
+
+
+def test_report_is_one_offline_page_with_the_comparison_and_the_worst_slices() -> None:
+    data = load_dataset(DEMO_DIR, progress=False)
+    submission = external.score_submission("example.zip", EXAMPLE.read_bytes(), "cv", data)
+    worst = external.worst_slices(submission.scored, data)
+    assert [w.dice for w in worst] == sorted(w.dice for w in worst) and len(worst) == 3
+    page = report_html("t", "intro", ["a note"], submission.scores_markdown(),
+                       external.comparison_display(submission.comparison),
+                       forest_figure(submission.comparison, "t"), [("slice", data.images[worst[0].row])],
+                       external.patients_display(submission.scored))
+    assert page.count("<img") == 1 and "unet-resnet50-transfer" in page
+    # plotly.js is inlined, not fetched: the file opens offline.
+    assert "<script src=" not in page.replace(" ", "") and "Plotly.newPlot" in page
