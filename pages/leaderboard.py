@@ -50,10 +50,12 @@ def add_your_predictions() -> external.Submission | None:
                    "volumes; binary or probabilities in [0, 1] (thresholded at 0.5). Only you see them; they are "
                    "kept in memory for this session and never written to the server's disk.")
         upload = st.file_uploader("Predicted masks", type=["zip", "npz"], key="your_predictions_file")
-        split = st.radio("Patients", list(external.SPLIT_LABELS), format_func=external.SPLIT_LABELS.get,
-                         horizontal=True, key="your_predictions_split")
+        data = dataset()
+        splits = list(external.SPLIT_LABELS)
+        split = st.radio("Patients", splits, format_func=external.SPLIT_LABELS.get, horizontal=True,
+                         key="your_predictions_split", index=splits.index(external.default_split(data)))
         score, remove = st.columns([1, 5])
-        if score.button("Score", disabled=upload is None, type="primary") and (data := dataset()) is not None:
+        if score.button("Score", disabled=upload is None or data is None, type="primary"):
             try:
                 with st.spinner("Scoring your predictions…"):
                     submission = external.score_submission(upload.name, upload.getvalue(), split, data)

@@ -80,6 +80,14 @@ def split_patients(split: str, data: LGGData, reference: pd.DataFrame) -> list[s
     return patients
 
 
+def default_split(data: LGGData | None) -> str:
+    """``fold0`` when ``data`` holds every one of fold 0's test patients whole, else ``cv`` (e.g. the demo set)."""
+    try:
+        return "fold0" if data is not None and split_patients("fold0", data, load_reference()) else "cv"
+    except ValueError:
+        return "cv"
+
+
 def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> None:
     """Every patient of the split with every slice, and nothing else.
 

@@ -302,3 +302,27 @@ def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str)
     sidebar.get_by_role("link", name=re.compile("Leaderboard$")).click()
     expect(page.get_by_role("combobox", name="Pair")).to_be_visible(timeout=TIMEOUT_MS)
     settle(page, "walk-8-sidebar-leaderboard")
+
+
+@pytest.mark.parametrize("width, height", [(1600, 1000), (1366, 768)])
+def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, width: int, height: int) -> None:
+    """A researcher's masks: upload, score, see the forest plot and the row, at both window sizes."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app_url)
+        expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_text("Add your predictions").click()
+        page.locator('input[type="file"]').first.set_input_files(str(REPO / "demo" / "example-predictions.zip"))
+        # The demo set lacks most of fold 0's patients, so the page offers every loaded patient (cv) first.
+        expect(page.get_by_role("radio", name=re.compile("^every patient"))).to_be_checked()
+        page.get_by_role("button", name="Score").click()
+        # The entry's line: its name in bold, then what it was scored on.
+        expect(page.get_by_text(re.compile(r"on 3 patients \(every patient"))).to_be_visible(timeout=TIMEOUT_MS)
+        forest = page.locator(".js-plotly-plot").filter(has_text="mean per-patient Dice (95% CI)").first
+        expect(forest).to_be_visible(timeout=TIMEOUT_MS)
+        forest.scroll_into_view_if_needed()
+        settle(page, f"yours-{width}x{height}")
+        expect(page.get_by_role("button", name="HTML report")).to_be_visible()
+    finally:
+        page.close()
