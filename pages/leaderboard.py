@@ -16,7 +16,13 @@ from lgg_core.evaluation import external
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
-from lgg_core.app.state import crossval_runs, dataset, eval_tables, open_slice, records, show_model_problems
+from lgg_core.app.state import (crossval_runs, dataset, eval_tables, open_slice, records, remembered_index,
+                                show_model_problems)
+
+PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "n": ("Shared patients", None),
+               "mean_a": ("Dice A", "%.3f"), "mean_b": ("Dice B", "%.3f"), "mean_diff": ("A − B", "%+.3f"),
+               "ci_low": ("95% CI low", "%+.3f"), "ci_high": ("95% CI high", "%+.3f"), "p": ("Wilcoxon p", "%.4f"),
+               "p_holm": ("Holm p", "%.4f"), "verdict": ("Verdict", None)}
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -30,6 +36,19 @@ show_model_problems()
 def board(items: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns)."""
     return lb.leaderboard(lb.all_rows(items)), lb.entry_patients(items)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
+    """Every other segmenter against the champion (bootstraps: worth keeping across reruns)."""
+    dice = {name: group[["patient", "dice"]] for name, group in per_patient.groupby("model", sort=False)}
+    return external.compare(dice.pop(best), dice, name=best)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def pair_tests(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of segmenters (10,000 bootstraps each: worth keeping across reruns)."""
+    return stats.pairwise(per_patient)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -120,10 +139,10 @@ measured = latency.latencies()
 left, right = st.columns(2)
 table = lb.select_rows(
     lb.with_latency(full, measured),
-    variants=left.toggle("Post-processing variants", value=True,
+    variants=left.toggle("Post-processing variants", value=False,
                          help="Each segmenter's masks reduced to their largest 3D component per patient, and "
                               "averaged with the horizontally flipped slice's (flip TTA)"),
-    gated=right.toggle("Gated pipelines", value=True,
+    gated=right.toggle("Gated pipelines", value=False,
                        help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
                             "models' slice tables"))
 st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=list(lb.LABELS), column_config={
@@ -171,6 +190,18 @@ per_patient = stats.patient_dice(evals)
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
+
+if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
+    st.subheader(f"Compared with the best: {best}")
+    against = against_best(per_patient, best)
+    st.plotly_chart(yours.forest_figure(
+        against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
+        x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
+    st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
+               "validation patients, never on the test fold). Each other model against it on the held-out patients "
+               f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
+               f"{len(against)} tests (more power than all pairs). Blue: the model significantly better; vermillion: "
+               f"{best} significantly better; grey: no significant difference.")
 left, right = st.columns(2)
 left.plotly_chart(lb.dice_distribution_figure(per_patient))
 right.plotly_chart(lb.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
@@ -191,7 +222,7 @@ st.caption("Mean per-patient Dice of each institution's held-out patients, with 
 st.plotly_chart(lb.institution_figure(breakdown))
 
 st.subheader("Decide between two models")
-pairs = stats.pairwise(per_patient)
+pairs = pair_tests(per_patient)
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()
@@ -202,13 +233,15 @@ st.caption("Each cell compares the row model with the column model on the held-o
            "difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni corrected over all "
            f"pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table gives each pair's "
            "95% CI (paired bootstrap over patients, 10,000 resamples).")
-st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_config={
-    **{c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mean_a", "mean_b", "mean_diff", "ci_low",
-                                                                   "ci_high")},
-    **{c: st.column_config.NumberColumn(c, format="%.4f") for c in ("p", "p_holm")},
-})
+st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
+    column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
+    for column, (label, fmt) in PAIR_LABELS.items()})
 
-choice = st.selectbox("Pair", pairs.index, format_func=lambda i: f"{pairs.at[i, 'a']} vs {pairs.at[i, 'b']}")
+names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
+# Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.
+selected = st.selectbox("Pair", names, index=remembered_index("leaderboard_pair", names))
+st.session_state["leaderboard_pair"] = selected
+choice = names.index(selected)
 pair = pairs.loc[choice]
 a, b = pair["a"], pair["b"]
 st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "

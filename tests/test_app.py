@@ -68,7 +68,14 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     next(b for b in at.button if b.label == "Measure latency").click().run()
     assert_clean(at)
     assert at.dataframe[0].value.set_index("model")["latency_ms"]["unet-mini"] > 0
-    assert len(at.get("plotly_chart")) == 6  # five figures and the pairwise matrix
+    assert len(at.get("plotly_chart")) == 7  # against the best, five figures and the pairwise matrix
+
+
+def show_every_row(at: AppTest) -> AppTest:
+    """Turn on the post-processing variants and gated pipelines (the page lists base models by default)."""
+    for label in ("Post-processing variants", "Gated pipelines"):
+        next(t for t in at.toggle if t.label == label).set_value(True)
+    return at.run()
 
 
 def shown_cells(frame) -> pd.DataFrame:
@@ -90,6 +97,8 @@ def test_leaderboard_lists_variants_and_gated_pipelines_with_readable_cells(app_
 
     at = open_page("leaderboard")
     assert_clean(at)
+    assert not any(" + " in m or m.startswith("gated: ") for m in at.dataframe[0].value["model"])  # base models first
+    show_every_row(at)
     frame = at.dataframe[0]
     table = frame.value.set_index("model")
     lcc = eval_json(app_env, "unet-mini")["variants"]["lcc"]
@@ -148,6 +157,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     assert "Not measured yet." in texts(first.caption)
     next(b for b in first.button if b.label == "Measure latency").click().run()
     assert_clean(first)
+    show_every_row(first)
     # Three runnable segmenters (raw, largest component, flip TTA) and a classifier, each 1 warm-up + 5 timed calls.
     assert len(ServedPredictor.calls) == (3 * 3 + 1) * 6 and sum(ServedPredictor.calls) == 3 * 6
     timed = first.dataframe[0].value.set_index("model")
@@ -159,7 +169,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
                 if "xaxis" in json.loads(chart.proto.spec)["layout"]]
     assert "Latency (ms/slice)" in x_titles
 
-    second = open_page("leaderboard")  # another visitor: nothing clicked, the same numbers
+    second = show_every_row(open_page("leaderboard"))  # another visitor: nothing measured, the same numbers
     assert_clean(second)
     again = second.dataframe[0].value.set_index("model")
     measured = timed["latency_ms"].dropna()
@@ -168,7 +178,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
 
 
 def test_leaderboard_per_institution_table_for_a_chosen_model(app_env: Path) -> None:
-    at = open_page("leaderboard")
+    at = show_every_row(open_page("leaderboard"))
     assert_clean(at)
     results_for = next(s for s in at.selectbox if s.label == "Results for")
     institutions = at.dataframe[1].value

@@ -329,3 +329,33 @@ def test_only_plain_segmenters_can_be_gated(config: dict, expected: bool) -> Non
     from lgg_core.serving.records import gateable
 
     assert gateable(ModelRecord("m", Path("m"), config)) is expected
+
+
+def _candidate(name: str, val: float | None, protocol: str = "p1", task: str = "segment") -> tuple:
+    from lgg_core.serving.records import ModelRecord
+
+    training = {"protocol": protocol, "fold": 0, "patients": {"val": 18}, "best_val_score": val}
+    return ModelRecord(name, None, {"arch": "unet", "task": task, "training": training}), object(), None
+
+
+def test_champion_is_chosen_on_validation_within_the_largest_comparable_group() -> None:
+    from lgg_core.evaluation.leaderboard import champion
+
+    items = [_candidate("a", 0.70), _candidate("b", 0.75), _candidate("c", 0.71),
+             _candidate("other-recipe", 0.99, protocol="p0"),  # a better score from other validation patients
+             _candidate("classifier", 0.98, task="classify"), _candidate("composite", None)]
+    assert champion(items) == "b"
+    assert champion([(record, None, None) for record, _, _ in items]) is None  # nothing evaluated
+
+
+def test_against_the_champion_is_many_to_one_with_holm_over_k_minus_one() -> None:
+    from lgg_core.evaluation.external import compare
+
+    patients = [f"p{i}" for i in range(12)]
+    best = pd.DataFrame({"patient": patients, "dice": np.linspace(0.7, 0.95, 12)})
+    others = {"close": best.assign(dice=best["dice"] - 0.001 * (np.arange(12) % 3 - 1)),
+              "far": best.assign(dice=best["dice"] - 0.2)}
+    table = compare(best, others, n_boot=500, name="best").set_index("model")
+    assert table.loc["far", "verdict"] == "best better" and table.loc["far", "mean_diff"] == pytest.approx(0.2)
+    assert table.loc["close", "verdict"] == "no significant difference"
+    assert table["p_holm"].min() == pytest.approx(min(2 * table["p"].min(), 1.0))

@@ -85,3 +85,22 @@ def test_report_is_one_offline_page_with_the_comparison_and_the_worst_slices() -
     assert page.count("<img") == 1 and "unet-resnet50-transfer" in page
     # plotly.js is inlined, not fetched: the file opens offline.
     assert "<script src=" not in page.replace(" ", "") and "Plotly.newPlot" in page
+
+
+def test_leaderboard_leads_with_the_best_and_keeps_the_chosen_pair_after_a_trip() -> None:
+    import json
+
+    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
+    # The tiny zoo's champion on validation is unet-mini (its best_val_score beats cnn-encdec's).
+    assert "Compared with the best: unet-mini" in [h.value for h in at.subheader]
+    forest = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Each model − unet-mini"))
+    assert set(forest["data"][0]["y"]) == {"cnn-encdec", "yours: example-predictions"}
+    pair = next(s for s in at.selectbox if s.label == "Pair")
+    assert len(pair.options) == 3  # two zoo segmenters and the visitor's entry
+    chosen = pair.options[2]
+    pair.set_value(chosen).run()
+    at.switch_page("pages/compare.py").run()
+    at.switch_page("pages/leaderboard.py").run()
+    assert not at.exception
+    assert next(s for s in at.selectbox if s.label == "Pair").value == chosen

@@ -18,33 +18,42 @@ from lgg_core.app.overlay import ERROR_LEGEND, channel_view, error_overlay, png_
 from lgg_core.data.cache import LGGData
 
 SESSION_KEY = "your_predictions"
-VERDICT_COLORS = {"predictions better": "#0072B2", "no significant difference": "#999999",
-                  "no shared patients": "#999999"}
-WORSE = "#D55E00"  # "<model> better"
+BETTER, WORSE, NEITHER = "#0072B2", "#D55E00", "#999999"  # Okabe–Ito blue and vermillion, grey
 LEGEND = "Over FLAIR: " + ", ".join(f"{label} ({colour})" for (label, _), colour in
                                    zip(ERROR_LEGEND, ("yellow", "vermillion", "sky blue"), strict=True))
 
 
-def forest_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
-    """Yours minus each model's mean per-patient Dice with its 95% CI, best model on top, verdict by colour.
+def forest_figure(comparison: pd.DataFrame, title: str, reference: str = "predictions", flip: bool = False,
+                  x_title: str = "difference in mean per-patient Dice (right of 0: yours higher)") -> go.Figure:
+    """One row per model: the paired difference in mean per-patient Dice with its 95% CI, coloured by the verdict.
 
     Args:
-        comparison: :func:`lgg_core.evaluation.external.compare`'s table.
+        comparison: :func:`lgg_core.evaluation.external.compare`'s table (``mean_diff`` = reference − model).
         title: the figure's title.
+        reference: the name the verdicts give the reference ("<reference> better").
+        flip: plot model − reference instead (e.g. every model against the champion).
+        x_title: the axis title, saying which side is whose.
     """
-    table = comparison.iloc[::-1]
+    table = comparison.iloc[::-1]  # the first row on top
+    sign = -1.0 if flip else 1.0
+    diff, low, high = (sign * table[c] for c in ("mean_diff", "ci_low", "ci_high"))
+    low, high = (high, low) if flip else (low, high)
+    # Blue where the side plotted to the right of 0 is significantly better, vermillion where the other is.
+    right_wins = [v == (f"{m} better" if flip else f"{reference} better") for m, v in zip(table["model"],
+                                                                                           table["verdict"])]
+    left_wins = [v.endswith(" better") and not r for v, r in zip(table["verdict"], right_wins)]
     fig = go.Figure(go.Scatter(
-        x=table["mean_diff"], y=table["model"], mode="markers",
-        marker={"color": [VERDICT_COLORS.get(v, WORSE) for v in table["verdict"]], "size": 10},
-        error_x={"type": "data", "symmetric": False, "array": table["ci_high"] - table["mean_diff"],
-                 "arrayminus": table["mean_diff"] - table["ci_low"], "color": "#888888"},
+        x=diff, y=table["model"], mode="markers",
+        marker={"color": [BETTER if r else WORSE if w else NEITHER for r, w in zip(right_wins, left_wins)],
+                "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": high - diff, "arrayminus": diff - low,
+                 "color": "#888888"},
         customdata=np.stack([table["verdict"], table["n"], table["p_holm"].fillna(1.0)], axis=1),
         hovertemplate="%{y}<br>difference %{x:+.3f}<br>%{customdata[0]}<br>%{customdata[1]} patients, "
                       "Holm p %{customdata[2]:.3f}<extra></extra>"))
     fig.add_vline(x=0, line_dash="dot", line_color="#888888")
-    return fig.update_layout(
-        title=title, height=130 + 26 * len(table), margin={"l": 10, "r": 10, "t": 50, "b": 50}, showlegend=False,
-        xaxis_title="difference in mean per-patient Dice (right of 0: yours higher)")
+    return fig.update_layout(title=title, height=130 + 26 * len(table), margin={"l": 10, "r": 10, "t": 50, "b": 50},
+                             showlegend=False, xaxis_title=x_title)
 
 
 def slice_picture(data: LGGData, row: int, mask: np.ndarray) -> np.ndarray:

@@ -155,26 +155,28 @@ def write_record(out_dir: str | Path, scored: Scored, name: str, split: str, sou
 
 
 def compare(ours: pd.DataFrame, others: dict[str, pd.DataFrame], n_boot: int = 10_000,
-            alpha: float = 0.05) -> pd.DataFrame:
-    """The predictions against each other model on their shared patients, Holm over the k tests.
+            alpha: float = 0.05, name: str = "predictions") -> pd.DataFrame:
+    """One set of per-patient scores against each other model on their shared patients, Holm over the k tests.
 
     Args:
-        ours: per-patient (patient, dice) of the predictions.
+        ours: per-patient (patient, dice) of the predictions (or of the model everything is compared with).
         others: name -> per-patient (patient, dice) of each model or CV run.
         n_boot: bootstrap resamples per comparison.
         alpha: significance level of the Holm-adjusted p-values.
+        name: what ``ours`` is called in the verdicts.
 
     Returns:
         One row per model, best first: ``model``, ``n``, ``mean_ours``, ``mean_model``, ``mean_diff`` (ours − model),
-        ``ci_low``, ``ci_high``, ``p``, ``p_holm``, ``verdict`` ("predictions better", "<model> better", ...).
+        ``ci_low``, ``ci_high``, ``p``, ``p_holm``, ``verdict`` ("<name> better", "<model> better", "no significant
+        difference", "no shared patients").
     """
     mine = ours.set_index("patient")["dice"]
     rows = []
-    for name, table in others.items():
+    for model, table in others.items():
         theirs = table.set_index("patient")["dice"]
         shared = mine.index.intersection(theirs.index)
         diff = paired_difference(mine[shared].to_numpy(), theirs[shared].to_numpy(), n_boot=n_boot)
-        rows.append({"model": name, "n": diff["n"], "mean_ours": diff["mean_a"], "mean_model": diff["mean_b"],
+        rows.append({"model": model, "n": diff["n"], "mean_ours": diff["mean_a"], "mean_model": diff["mean_b"],
                      "mean_diff": diff["mean_diff"], "ci_low": diff["ci_low"], "ci_high": diff["ci_high"],
                      "p": diff["p"], "leaning": diff["leaning"]})
     table = pd.DataFrame(rows, columns=["model", "n", "mean_ours", "mean_model", "mean_diff", "ci_low", "ci_high",
@@ -182,7 +184,7 @@ def compare(ours: pd.DataFrame, others: dict[str, pd.DataFrame], n_boot: int = 1
     table["p_holm"] = holm(table["p"])
     verdict = np.where(table["p_holm"] < alpha, np.where(table["leaning"] > 0, A_BETTER, B_BETTER), NO_DIFFERENCE)
     verdict = np.where(table["n"] == 0, NO_PATIENTS, verdict)
-    table["verdict"] = [{A_BETTER: "predictions better", B_BETTER: f"{m} better"}.get(v, v)
+    table["verdict"] = [{A_BETTER: f"{name} better", B_BETTER: f"{m} better"}.get(v, v)
                         for v, m in zip(verdict, table["model"])]
     return table.drop(columns="leaning").sort_values("mean_model", ascending=False, kind="stable").reset_index(drop=True)
 

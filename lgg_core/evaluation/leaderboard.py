@@ -216,6 +216,23 @@ def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> 
     return rows
 
 
+def champion(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> str | None:
+    """The evaluated segmenter with the best validation score (``training.best_val_score``), chosen among those that
+    share the most common protocol, fold and validation-set size, so that their scores come from the same validation
+    patients; the test patients play no part. None when no evaluated segmenter records one."""
+    candidates = {}
+    for record, tables, _ in items:
+        training = record.config.get("training", {}) if record.ok else {}
+        score = training.get("best_val_score")
+        if tables is not None and record.task == "segment" and isinstance(score, (int, float)):
+            key = (training.get("protocol"), training.get("fold"), (training.get("patients") or {}).get("val"))
+            candidates.setdefault(key, []).append((score, record.name))
+    if not candidates:
+        return None
+    group = max(candidates.values(), key=len)
+    return max(group)[1]
+
+
 def leaderboard(rows: list[dict]) -> pd.DataFrame:
     """The table, segmenters by per-patient Dice then classifiers by AUROC, unevaluated models last.
 
