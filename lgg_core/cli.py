@@ -89,17 +89,61 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate artifacts on their held-out patients and store eval/ tables in each folder."""
+    """Evaluate artifacts on their held-out patients and store eval/ tables in each folder; score ONNX segmenters
+    given by reference on the split's patients, against the zoo."""
     from lgg_core.evaluation.evaluator import evaluate
     from lgg_core.evaluation.tables import metrics_markdown
     from lgg_core.serving.device import retain_freed_memory
 
     retain_freed_memory()
+    graphs = [Path(p) for p in args.artifacts if p.lower().endswith(".onnx")]
+    # A stranger's graph is checked before the dataset is loaded: a refused file costs nothing.
+    predictors = {path: _foreign_segmenter(path) for path in graphs}
     data = _load(args)
     for path in args.artifacts:
+        if path.lower().endswith(".onnx"):
+            _score_onnx(Path(path), predictors[Path(path)], data, args)
+            continue
         summary = evaluate(path, data, batch_size=args.batch_size)
         print(f"{path}\n{metrics_markdown(summary)}\n")
     return 0
+
+
+def _foreign_segmenter(path: Path):
+    from lgg_core.serving.onnx_backend import ForeignOnnxSegmenter
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return ForeignOnnxSegmenter(path)
+
+
+def _score_onnx(path: Path, predictor, data: LGGData, args: argparse.Namespace) -> None:
+    """Predict the split's patients with an ONNX segmenter and print what score-predictions prints for masks."""
+    from lgg_core.evaluation import external
+    from lgg_core.evaluation.reference import load_reference
+
+    reference = load_reference()
+    patients = external.split_patients(args.split, data, reference)
+    print(f"{path.name}: predicting {len(patients)} patients ({args.split})…", file=sys.stderr)
+    predictions = external.predict_split(predictor, data, patients, args.batch_size)
+    _report_scored(path.stem, args.split, external.score(predictions, data, patients), reference, predictions.notes)
+
+
+def _report_scored(name: str, split: str, scored, reference, notes: list[str]) -> None:
+    """Print the per-patient table, the scores and the many-to-one tests against the zoo."""
+    from lgg_core.evaluation import external
+    from lgg_core.evaluation.reference import others
+
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{name} on {len(scored.summary['patients'])} patients ({split})\n")
+    print(external.patients_markdown(scored) + "\n")
+    print(external.scores_markdown(scored))
+    if zoo := others(reference, split):
+        what = "cross-validation run" if split == "cv" else "zoo model"
+        print(f"\nAgainst each {what} on the same patients (paired bootstrap 95% CI, Wilcoxon, Holm over "
+              f"{len(zoo)} tests):\n")
+        print(external.compare_markdown(external.compare(scored.dice(), zoo)))
 
 
 def cmd_assemble(args: argparse.Namespace) -> int:
@@ -274,7 +318,7 @@ def cmd_score_predictions(args: argparse.Namespace) -> int:
     """Score a researcher's predicted masks under the protocol and test them against every zoo model."""
     from lgg_core.data.external import read_predictions
     from lgg_core.evaluation import external
-    from lgg_core.evaluation.reference import build_reference, load_reference, others
+    from lgg_core.evaluation.reference import build_reference, load_reference
 
     predictions = read_predictions(args.predictions)  # before the dataset: a bad archive fails at once
     table = build_reference(args.catalog) if args.catalog else load_reference()
@@ -282,16 +326,7 @@ def cmd_score_predictions(args: argparse.Namespace) -> int:
     patients = external.split_patients(args.split, data, table)
     scored = external.score(predictions, data, patients)
     name = args.name or Path(args.predictions).stem
-    for note in predictions.notes:
-        print(f"note: {note}", file=sys.stderr)
-    print(f"{name} on {len(patients)} patients ({args.split})\n")
-    print(external.patients_markdown(scored) + "\n")
-    print(external.scores_markdown(scored))
-    if zoo := others(table, args.split):
-        what = "cross-validation run" if args.split == "cv" else "zoo model"
-        print(f"\nAgainst each {what} on the same patients (paired bootstrap 95% CI, Wilcoxon, Holm over "
-              f"{len(zoo)} tests):\n")
-        print(external.compare_markdown(external.compare(scored.dice(), zoo)))
+    _report_scored(name, args.split, scored, table, predictions.notes)
     if args.out:
         scored.dice()[["patient", "dice"]].to_csv(args.out, index=False)
     if args.save:
@@ -356,8 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", parents=[data_options], help="evaluate artifacts on their held-out patients (writes eval/)"
     )
-    evaluate.add_argument("artifacts", nargs="+", help="artifact folders")
+    evaluate.add_argument("artifacts", nargs="+",
+                          help="artifact folders, or ONNX segmenters (N x 3 x H x W normalized input, logits out; "
+                               "self-contained, standard operators only) scored against the zoo like predictions")
     evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--split", choices=["fold0", "cv"], default="fold0",
+                          help="for ONNX segmenters: the zoo's 22 held-out patients (default), or every patient")
     evaluate.set_defaults(func=cmd_evaluate)
 
     assemble = commands.add_parser(

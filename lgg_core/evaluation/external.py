@@ -112,6 +112,21 @@ def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> Non
                                    f"{len(slices[patient])})")
 
 
+def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size: int = 16) -> Predictions:
+    """Masks of a segmenter (anything with ``predict(uint8 slices) -> probabilities``) on ``patients``' slices.
+
+    A model given by reference (e.g. :class:`~lgg_core.serving.onnx_backend.ForeignOnnxSegmenter`) is scored by
+    :func:`score` like predictions made elsewhere, thresholded at 0.5 as the zoo's models are.
+    """
+    masks = {}
+    numbers = data.index["slice"].to_numpy()
+    for patient in patients:
+        rows = data.rows([patient])
+        probs = predictor.predict(data.images[rows], batch_size=batch_size)
+        masks[patient] = {int(n): p > 0.5 for n, p in zip(numbers[rows], probs)}
+    return Predictions(masks)
+
+
 def score(pred: Predictions, data: LGGData, patients: list[str]) -> Scored:
     """Score predictions on ``patients`` (checked first with :func:`check_coverage`)."""
     check_coverage(pred, data, patients)

@@ -308,3 +308,81 @@ def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor
     if (folder / ONNX_FILE).is_file():
         warnings.warn(f"serving {folder} with PyTorch: {problem}", stacklevel=2)
     return checked or TorchPredictor(folder)
+
+
+MAX_FOREIGN_BYTES = 512 << 20  # the zoo's largest graph is ~100 MB
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+def _foreign_problem(proto: onnx.ModelProto) -> str | None:
+    """Why a stranger's graph may not run here (None: it may): custom operators, external data, wrong signature."""
+    domains = {n.domain for n in proto.graph.node} | {o.domain for o in proto.opset_import}
+    if custom := sorted(domains - STANDARD_DOMAINS):
+        return f"it uses custom operators (domains {', '.join(custom)}), which are never loaded"
+    if proto.functions:
+        return "it defines its own functions, which are never run"
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return "it refers to external data files, which are never loaded"
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initializers]
+    if len(inputs) != 1 or len(proto.graph.output) != 1:
+        return f"it takes {len(inputs)} inputs and gives {len(proto.graph.output)} outputs; one of each is expected"
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or (dims[1].HasField("dim_value") and dims[1].dim_value != 3):
+        return "its input is not N x 3 x H x W"
+    return None
+
+
+class ForeignOnnxSegmenter:
+    """A segmenter trained elsewhere, as a self-contained ONNX graph: N x 3 x H x W float input, logits out.
+
+    The input is what the zoo's models see (:func:`lgg_core.data.transforms.normalize`: the three sequences scaled
+    to [0, 1], then ImageNet mean and std), at the graph's fixed height and width or 256 when they are free; its
+    logits (N x 1 x h x w or N x h x w) are resized back to the slice and passed through a sigmoid.
+
+    Raises:
+        OnnxBackendError: the file is too large, unreadable, uses custom operators or external data, or does not
+            take one N x 3 x H x W input.
+    """
+
+    backend, precision, task = "onnxruntime", "fp32", "segment"
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.stat().st_size > MAX_FOREIGN_BYTES:
+            raise OnnxBackendError(f"{path.name} is larger than {MAX_FOREIGN_BYTES >> 20} MiB")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as err:  # protobuf raises assorted types for garbage
+            raise OnnxBackendError(f"{path.name} is not a readable ONNX model") from err
+        if problem := _foreign_problem(proto):
+            raise OnnxBackendError(f"{path.name} cannot be run: {problem}")
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims[2:]]
+        self.input_size = sizes[0] if sizes[0] and sizes[0] == sizes[1] else NATIVE_SIZE
+        self.input_name = proto.graph.input[0].name
+        try:
+            self.session = _session(path)
+        except Exception as err:  # ONNX Runtime rejects bad graphs with assorted types
+            raise OnnxBackendError(f"{path.name} cannot be run by ONNX Runtime ({type(err).__name__})") from err
+
+    def predict(self, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Tumor probabilities (N, H, W) for uint8 slices (N, H, W, 3).
+
+        Raises:
+            OnnxBackendError: the graph fails on the input or returns another shape.
+        """
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = resize_input(normalize(images[start : start + batch_size]), self.input_size)
+            try:
+                logits = torch.from_numpy(np.asarray(self.session.run(None, {self.input_name: x.numpy()})[0]))
+            except Exception as err:  # ONNX Runtime raises assorted types at run time
+                raise OnnxBackendError(f"the model failed on a batch ({type(err).__name__})") from err
+            if logits.ndim == 3:
+                logits = logits[:, None]
+            if logits.ndim != 4 or logits.shape[:2] != (len(x), 1):
+                raise OnnxBackendError(f"the model returned shape {tuple(logits.shape)}; N x 1 x H x W logits are "
+                                       "expected")
+            out.append(probabilities(logits, "segment", images.shape[1:3]))
+        return np.concatenate(out) if out else np.zeros((0, *images.shape[1:3]), np.float32)
