@@ -4,7 +4,7 @@
 
 Each worker is a separate process running batch-1 forward passes at 256² for ``--seconds`` with ``--threads`` torch
 threads. For each policy the script times one worker alone, then two at once, and repeats the pair interleaved, so
-both policies see the same machine noise. ``PASSIVE`` is what ``import lgg_core`` sets (README, "Threads");
+both policies see the same machine noise. ``PASSIVE`` is what ``import lgg_core`` sets (docs/architecture.md, "Threads and memory");
 ``ACTIVE`` is what OpenMP runtimes may do otherwise (busy-wait between parallel regions). Prints medians with the
 min–max and the load average before the run.
 """

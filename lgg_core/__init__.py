@@ -16,7 +16,7 @@ import os
 
 from lgg_core._lazy import lazy_exports
 
-# Thread policy (README, "Threads"): OpenMP threads that busy-wait between parallel regions make two PyTorch
+# Thread policy (docs/architecture.md, "Threads and memory"): OpenMP threads that busy-wait between parallel regions make two PyTorch
 # processes on the same cores 2-30x slower each. libgomp reads this once, when torch loads it, so it is set here,
 # before any entry point (app, CLI, training, benchmarks) imports torch; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -259,13 +259,14 @@ def cmd_quantize_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Print markdown tables of every evaluated catalog model (the README's results tables), of the post-processing
+    """Print markdown tables of every evaluated catalog model (the results tables of docs/zoo.md), of the post-processing
     variants and gated pipelines with their CIs, of the catalog's cross-validation runs, and with ``--pairs`` the
     pairwise tests of every two segmenters."""
     from lgg_core.evaluation import crossval
     from lgg_core.serving.catalog import load_crossval
     from lgg_core.serving.records import read_eval, resolve_models
-    from lgg_core.evaluation.leaderboard import all_rows, leaderboard, markdown_tables, variants_markdown
+    from lgg_core.evaluation.leaderboard import (all_rows, headline_markdown, leaderboard, markdown_tables,
+                                                 variants_markdown)
     from lgg_core.evaluation.stats import pairs_markdown
 
     records, problem = resolve_models(args.catalog)
@@ -278,6 +279,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"skipped {record.name}: {why}", file=sys.stderr)
         else:
             evaluated.append((record, tables))
+    if args.top:
+        print(headline_markdown(evaluated, args.top))
+        return 0
     print(markdown_tables(evaluated))
     if variants := variants_markdown(leaderboard(all_rows([(record, tables, None) for record, tables in evaluated]))):
         print("\n" + variants)
@@ -429,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--pairs", action="store_true",
                        help="also test every two segmenters on their shared patients (Dice and HD95: paired "
                             "bootstrap CI, Wilcoxon signed-rank, Holm)")
+    board.add_argument("--top", type=int, metavar="N", help="only the N best segmenters, in a narrow table")
     board.set_defaults(func=cmd_leaderboard)
 
     crossval = commands.add_parser(

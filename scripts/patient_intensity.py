@@ -1,4 +1,4 @@
-"""Per-patient FLAIR intensity: brain and tumor means (0–255), the numbers behind the README's dark-FLAIR finding.
+"""Per-patient FLAIR intensity: brain and tumor means (0–255), the numbers behind the dark-FLAIR finding (docs/zoo.md).
 
     python scripts/patient_intensity.py --data-dir /path/to/kaggle_3m TCGA_DU_7306 TCGA_HT_A61A TCGA_DU_6408 ...
 

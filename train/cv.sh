@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Patient-level K-fold cross-validation of one model under the comparison protocol (README, "Cross-validation"):
+# Patient-level K-fold cross-validation of one model under the comparison protocol (docs/training.md, "Cross-validation"):
 # fold f's test patients are held out once, its validation patients are drawn from the other folds' patients, and
 # every patient of the dataset is scored exactly once. Resumable like train/zoo.sh: an evaluated fold is skipped, a
 # fold in progress resumes from its last epoch.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train and evaluate every model of the comparison under one protocol (train/configs/protocol/*.toml; README,
+# Train and evaluate every model of the comparison under one protocol (train/configs/protocol/*.toml; docs/training.md,
 # "Training protocol"), one model at a time, in this order. Safe to stop and start again: a model whose artifact
 # was already evaluated under the protocol is skipped, and a model in progress resumes from its last epoch.
 # Usage: LGG_DATA_DIR=/path/to/kaggle_3m train/zoo.sh [name ...]   (a name is a file in train/configs/)

@@ -109,7 +109,7 @@ def _classification_outputs(prob: np.ndarray, data: LGGData, rows: np.ndarray) -
 
 
 def headline(task: str, variants: dict[str, Any]) -> dict[str, float]:
-    """The numbers that go into the card's model-index and the README table (no post-processing)."""
+    """The numbers that go into the card's model-index and the results tables (no post-processing)."""
     raw = variants["raw"]
     if task == "segment":
         return {k: raw[k] for k in ("patient_dice", "tumor_slice_dice", "hd95")}

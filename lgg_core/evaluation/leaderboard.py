@@ -87,7 +87,7 @@ HELP = {
     "patients": "Held-out patients the row was evaluated on",
     "iou": "Intersection over union averaged over slices with tumor",
     "assd": "Average symmetric surface distance in pixels, mean over tumor slices",
-    "protocol": "The shared recipe and budget the model was trained under (README, 'Training protocol'); "
+    "protocol": "The shared recipe and budget the model was trained under (docs/training.md, 'Training protocol'); "
                 f"'{EARLIER}': trained before it under its own config, so its budget is not comparable",
     "train_cpu_min": "Process CPU time of training (all threads), in minutes; composites add up their parts",
     "kind": "model; post-processing of a model's masks (largest 3D component per patient, horizontal-flip TTA); "
@@ -509,7 +509,7 @@ def _ci_text(value: float, ci: list[float]) -> str:
 
 
 def _training_text(record: ModelRecord) -> str:
-    """How a README row was trained: its protocol, input, options and cost (CPU time where recorded)."""
+    """How a results row was trained: its protocol, input, options and cost (CPU time where recorded)."""
     t = record.config["training"]
     if "parts" in t:
         return f"assembled from {', '.join(f'`{p}`' for p in t['parts'])}, no training of its own"
@@ -540,8 +540,19 @@ def gated_patient_dice(classifier: EvalTables, segmenter: EvalTables) -> float:
     return float(gated_patients(classifier, segmenter)["dice"].mean())
 
 
+def headline_markdown(evaluated: list[tuple[ModelRecord, EvalTables]], top: int) -> str:
+    """The ``top`` segmenters by per-patient Dice in a narrow table (the README's headline)."""
+    table = leaderboard([leaderboard_row(r, t, None) for r, t in evaluated])
+    table = table[(table["task"] == "segment") & table["patient_dice"].notna()].head(top)
+    lines = ["| segmenter | per-patient Dice (95% CI) | HD95 px | parameters | training |", "|---|---|---:|---:|---:|"]
+    lines += [f"| `{r.model}` | {_value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} | {r.hd95:.1f} | "
+              f"{_params_text(r.params)} | {EMPTY if _missing(r.train_cpu_min) else f'{r.train_cpu_min:.0f} CPU-min'} |"
+              for r in table.itertuples()]
+    return "\n".join(lines)
+
+
 def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
-    """README tables of evaluated models: segmenters by per-patient Dice, then classifiers by AUROC.
+    """Results tables (docs/zoo.md) of evaluated models: segmenters by per-patient Dice, then classifiers by AUROC.
 
     Segmenter rows also give the per-patient Dice of the pipeline gated by the best classifier. Each row names the
     command that reproduces it (``train/zoo.sh <name>`` trains with ``train/configs/<name>.toml`` on fold 0 and
