@@ -33,9 +33,12 @@ show_model_problems()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def board(items: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns)."""
-    return lb.leaderboard(lb.all_rows(items)), lb.entry_patients(items)
+def board(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns).
+
+    Gated pipelines, one per classifier and segmenter, cost most of a cold start: built only when asked for.
+    """
+    return lb.leaderboard(lb.all_rows(items, gated)), lb.entry_patients(items, gated)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -130,21 +133,20 @@ items = [(record, *(eval_tables(record) if record.ok else (None, record.problem)
 if not items:
     st.info("The model catalog is empty: add `[[model]]` entries to models.toml (or $LGG_CATALOG).")
     st.stop()
-full, per_entry = board(items)
+left, right = st.columns(2)
+show_variants = left.toggle("Post-processing variants", value=False,
+                            help="Each segmenter's masks reduced to their largest 3D component per patient, and "
+                                 "averaged with the horizontally flipped slice's (flip TTA)")
+show_gated = right.toggle("Gated pipelines", value=False,
+                          help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
+                               "models' slice tables")
+full, per_entry = board(items, show_gated)
 if submission is not None:  # computed apart: the shared cache of board() never holds a visitor's entry
     mine = [(submission.record(), submission.tables(), None)]
-    full = lb.leaderboard(full.to_dict("records") + lb.all_rows(mine))
-    per_entry = pd.concat([per_entry, lb.entry_patients(mine)], ignore_index=True)
+    full = lb.leaderboard(full.to_dict("records") + lb.all_rows(mine, gated=False))
+    per_entry = pd.concat([per_entry, lb.entry_patients(mine, gated=False)], ignore_index=True)
 measured = latency.latencies()
-left, right = st.columns(2)
-table = lb.select_rows(
-    lb.with_latency(full, measured),
-    variants=left.toggle("Post-processing variants", value=False,
-                         help="Each segmenter's masks reduced to their largest 3D component per patient, and "
-                              "averaged with the horizontally flipped slice's (flip TTA)"),
-    gated=right.toggle("Gated pipelines", value=False,
-                       help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
-                            "models' slice tables"))
+table = lb.select_rows(lb.with_latency(full, measured), variants=show_variants, gated=show_gated)
 st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=list(lb.LABELS), column_config={
     column: st.column_config.Column(label, help=lb.HELP.get(column), width=lb.WIDTHS.get(column),
                                     pinned=True if column == "model" else None)

@@ -487,3 +487,20 @@ def test_first_dataset_load_reports_progress_to_the_page(tmp_path: Path, monkeyp
         at.switch_page(f"pages/{page}.py").run()
         assert_clean(at)
     assert len(reports) == 2
+
+
+def test_leaderboard_builds_gated_pipelines_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gated rows (a bootstrap per classifier and segmenter) were most of a cold start: off by default, not built."""
+    import streamlit as st
+
+    from lgg_core.evaluation import leaderboard
+
+    st.cache_data.clear()  # earlier tests' cached boards would hide what this page computes
+    built = []
+    real = leaderboard.gated_row
+    monkeypatch.setattr(leaderboard, "gated_row", lambda *args: built.append(1) or real(*args))
+    at = open_page("leaderboard")
+    assert_clean(at)
+    assert not built and not any(m.startswith("gated: ") for m in at.dataframe[0].value["model"])
+    next(t for t in at.toggle if t.label == "Gated pipelines").set_value(True).run()
+    assert built and any(m.startswith("gated: ") for m in at.dataframe[0].value["model"])

@@ -203,16 +203,18 @@ def _gateable(items: list[tuple[ModelRecord, EvalTables | None, str | None]]
     return classifiers, segmenters
 
 
-def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> list[dict]:
+def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]], gated: bool = True) -> list[dict]:
     """Every leaderboard row of ``(record, eval tables or None, problem or None)`` triples: each model, each
-    evaluated segmenter's post-processing variants, and each (evaluated classifier, segmenter) gated pipeline."""
+    evaluated segmenter's post-processing variants, and (``gated``) each (evaluated classifier, segmenter) gated
+    pipeline, which cost most of the time: a bootstrap per pair."""
     rows = []
     for record, tables, problem in items:
         rows.append(leaderboard_row(record, tables, problem))
         if tables is not None and record.task == "segment":
             rows += variant_rows(record, tables)
-    classifiers, segmenters = _gateable(items)
-    rows += [gated_row(c, s) for c in classifiers for s in segmenters]
+    if gated:
+        classifiers, segmenters = _gateable(items)
+        rows += [gated_row(c, s) for c in classifiers for s in segmenters]
     return rows
 
 
@@ -255,9 +257,10 @@ def select_rows(table: pd.DataFrame, variants: bool = True, gated: bool = True) 
     return table[~table["kind"].isin(dropped)].reset_index(drop=True)
 
 
-def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> pd.DataFrame:
+def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]], gated: bool = True
+                   ) -> pd.DataFrame:
     """Long table (model, kind, patient, institution, dice) of per-patient volume Dice of every segmenter row:
-    models, their post-processing variants and the gated pipelines (names as in :func:`all_rows`)."""
+    models, their post-processing variants and (``gated``) the gated pipelines (names as in :func:`all_rows`)."""
     columns = ["model", "kind", "patient", "institution", "dice"]
     parts = []
     for record, tables, _ in items:
@@ -268,7 +271,7 @@ def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]
             name, part_kind = (record.name, kind) if variant == "raw" else (variant_name(record.name, variant),
                                                                             POST_PROCESSING)
             parts.append(variant_patients(tables, variant).assign(model=name, kind=part_kind))
-    classifiers, segmenters = _gateable(items)
+    classifiers, segmenters = _gateable(items) if gated else ([], [])
     for c_record, c_tables in classifiers:
         for s_record, s_tables in segmenters:
             parts.append(gated_patients(c_tables, s_tables).assign(model=gated_name(c_record.name, s_record.name),
