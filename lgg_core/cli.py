@@ -12,15 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.reader import DATA_DIR_ENV, DatasetError, read_metadata
 from lgg_core.data.download import download_dataset
 from lgg_core.data.splits import fold_summary, make_folds, save_split
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def _at_least_two(text: str) -> int:

@@ -228,16 +228,17 @@ pairs = pair_tests(per_patient)
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()
-st.plotly_chart(lb.pairwise_figure(pairs))
-st.caption("Each cell compares the row model with the column model on the held-out patients both were evaluated on. "
-           "Colour and first line: mean per-patient Dice of the row model minus the column model's (blue: row "
-           "higher, red: column higher). Second line: the row model is *better*, *worse*, or *n.s.* (no significant "
-           "difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni corrected over all "
-           f"pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table gives each pair's "
-           "95% CI (paired bootstrap over patients, 10,000 resamples).")
-st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
-    column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
-    for column, (label, fmt) in PAIR_LABELS.items()})
+with st.expander(f"All {len(pairs)} pairs: the full matrix and table"):
+    st.plotly_chart(lb.pairwise_figure(pairs))
+    st.caption("Each cell compares the row model with the column model on the held-out patients both were "
+               "evaluated on. Colour and first line: mean per-patient Dice of the row model minus the column "
+               "model's (blue: row higher, red: column higher). Second line: the row model is *better*, *worse*, or "
+               "*n.s.* (no significant difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni "
+               f"corrected over all pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table "
+               "gives each pair's 95% CI (paired bootstrap over patients, 10,000 resamples).")
+    st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
+        column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
+        for column, (label, fmt) in PAIR_LABELS.items()})
 
 names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
 # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.

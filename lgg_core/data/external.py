@@ -76,7 +76,7 @@ def binary_mask(values: np.ndarray, where: str) -> tuple[np.ndarray, bool]:
         values = values[..., 0]  # a grey mask saved as RGB(A)
     if values.shape != MASK_SHAPE:
         raise PredictedMasksError(f"{where} is {'x'.join(map(str, values.shape))}, not a 256x256 mask like the "
-                               "dataset's slices")
+                                  "dataset's slices")
     if values.dtype == bool:
         return values, False
     if np.issubdtype(values.dtype, np.floating):
@@ -84,14 +84,14 @@ def binary_mask(values: np.ndarray, where: str) -> tuple[np.ndarray, bool]:
             raise PredictedMasksError(f"{where} holds NaN values")
         if values.min() < 0 or values.max() > 1:
             raise PredictedMasksError(f"{where} holds values from {values.min():g} to {values.max():g}: masks must be "
-                                   "binary (0/1 or 0/255) or probabilities in [0, 1]")
+                                      "binary (0/1 or 0/255) or probabilities in [0, 1]")
         return values > 0.5, bool(np.any((values != 0) & (values != 1)))
     present = set(np.unique(values).tolist())
     for top in (1, 255):
         if present <= {0, top}:
             return values == top, False
     raise PredictedMasksError(f"{where} is neither binary (0/1 or 0/255) nor probabilities in [0, 1]: it holds "
-                           f"{len(present)} values ({', '.join(map(str, sorted(present)[:6]))}…)")
+                              f"{len(present)} values ({', '.join(map(str, sorted(present)[:6]))}…)")
 
 
 def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
@@ -115,18 +115,19 @@ def _zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     if not infos:
         raise PredictedMasksError("the archive is empty")
     if len(infos) > MAX_FILES:
-        raise PredictedMasksError(f"the archive holds {len(infos):,} files; at most {MAX_FILES:,} (one mask per slice of "
-                               "the dataset) are accepted")
+        raise PredictedMasksError(f"the archive holds {len(infos):,} files; at most {MAX_FILES:,} (one mask per slice "
+                                  "of the dataset) are accepted")
     if problems := [why for why in map(_unsafe_member, infos) if why]:
         raise PredictedMasksError(f"the archive is refused: {problems[0]}"
                                + (f" (and {len(problems) - 1} more such members)" if len(problems) > 1 else ""))
     names = [i.filename for i in infos]
     if len(set(names)) < len(names):
-        raise PredictedMasksError(f"the archive holds the same name twice: {listing({n for n in names if names.count(n) > 1})}")
+        twice = {n for n in names if names.count(n) > 1}
+        raise PredictedMasksError(f"the archive holds the same name twice: {listing(twice)}")
     total = sum(i.file_size for i in infos)
     if total > MAX_TOTAL_BYTES:
         raise PredictedMasksError(f"the archive inflates to {total >> 20} MiB; at most {MAX_TOTAL_BYTES >> 20} MiB are "
-                               "accepted")
+                                  "accepted")
     return infos
 
 
@@ -137,7 +138,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
             data = f.read(info.file_size + 1)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
         raise PredictedMasksError(f"cannot read {info.filename!r} from the archive: it is damaged or uses an "
-                               "unsupported compression") from err
+                                  "unsupported compression") from err
     if len(data) != info.file_size:
         raise PredictedMasksError(f"{info.filename!r} holds more or less data than the archive declares (damaged?)")
     return data
@@ -155,7 +156,7 @@ def _folder_files(folder: Path) -> Iterator[tuple[str, Path]]:
             count += 1
             if count > MAX_FILES:
                 raise PredictedMasksError(f"{folder} holds more than {MAX_FILES:,} files (one mask per slice of the "
-                                       "dataset is expected)")
+                                          "dataset is expected)")
             yield name, Path(top) / name
 
 
@@ -194,7 +195,7 @@ def _from_files(files: Iterator[tuple[str, bytes | Path]]) -> Predictions:
         _add(masks, match["patient"], int(match["slice"]), mask, base)
     if not masks:
         raise PredictedMasksError("no mask files found: name them like the dataset's masks, e.g. "
-                               "TCGA_CS_4941_19960909_12_mask.png (or .tif), or give one .npz of per-patient volumes"
+                                  "TCGA_CS_4941_19960909_12_mask.png (or .tif), or give one .npz of per-patient volumes"
                                + (f"; found {listing(other)}" if other else ""))
     notes = [f"{thresholded} masks held probabilities, thresholded at 0.5"] if thresholded else []
     if other:
@@ -236,7 +237,7 @@ def _from_npz(data: bytes) -> Predictions:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # object arrays, truncated members
         raise PredictedMasksError("cannot read the .npz: it is damaged or holds objects instead of numeric "
-                               "arrays") from err
+                                  "arrays") from err
     if not masks:
         raise PredictedMasksError("the .npz holds no patient volumes")
     notes = [f"{thresholded} slices held probabilities, thresholded at 0.5"] if thresholded else []

@@ -1,11 +1,12 @@
 """Score predictions made elsewhere under the zoo's protocol, and test them against the zoo patient by patient.
 
 The same rules as ``lgg evaluate``: per-slice metrics and per-patient volume Dice from the same code
-(:func:`~lgg_core.evaluation.evaluator.mask_tables`), as predicted (``raw``) and with the largest 3D component kept
+(:func:`~lgg_core.evaluation.tables.mask_tables`), as predicted (``raw``) and with the largest 3D component kept
 (``lcc``); flip TTA needs the model, so predictions have no ``tta`` variant. The patients are exactly those of the
 chosen split: fold 0's 22 test patients (the zoo's held-out fold, ``fold0``), or all 110 each counted once (``cv``,
-against the cross-validation runs). The zoo's side comes from its bundled per-patient table
-(:mod:`lgg_core.evaluation.reference`), so the comparison works from an installed package as from a checkout. Every one of them must be there, every slice of each, and nothing else.
+against the cross-validation runs). Every one of them must be there, every slice of each, and nothing else. The zoo's
+side comes from its bundled per-patient table (:mod:`lgg_core.evaluation.reference`), so the comparison works from an
+installed package as from a checkout.
 
 Comparisons are many-to-one: the predictions against each zoo model (or CV run) on their shared patients, paired
 bootstrap CI of the mean difference, Wilcoxon p, Holm over those k tests.
@@ -97,19 +98,19 @@ def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> Non
     missing, extra = set(patients) - set(pred.masks), set(pred.masks) - set(patients)
     if missing:
         raise PredictedMasksError(f"{len(missing)} of the split's {len(patients)} patients have no predictions: "
-                               f"{listing(missing)}")
+                                  f"{listing(missing)}")
     if extra:
         raise PredictedMasksError(f"{len(extra)} patients are not in the split ({listing(extra)}): score only its "
-                               f"{len(patients)} patients, so that no training patient is counted")
+                                  f"{len(patients)} patients, so that no training patient is counted")
     slices = data.index.groupby("patient")["slice"].apply(set)
     for patient in patients:
         given = set(pred.masks[patient])
         if lost := slices[patient] - given:
             raise PredictedMasksError(f"{patient} lacks predictions for {len(lost)} of its {len(slices[patient])} "
-                                   f"slices: {listing({str(n) for n in lost})}")
+                                      f"slices: {listing({str(n) for n in lost})}")
         if unknown := given - slices[patient]:
             raise PredictedMasksError(f"{patient} has no slices numbered {listing({str(n) for n in unknown})} (it has "
-                                   f"{len(slices[patient])})")
+                                      f"{len(slices[patient])})")
 
 
 def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size: int = 16) -> Predictions:
@@ -201,7 +202,8 @@ def compare(ours: pd.DataFrame, others: dict[str, pd.DataFrame], n_boot: int = 1
     verdict = np.where(table["n"] == 0, NO_PATIENTS, verdict)
     table["verdict"] = [{A_BETTER: f"{name} better", B_BETTER: f"{m} better"}.get(v, v)
                         for v, m in zip(verdict, table["model"])]
-    return table.drop(columns="leaning").sort_values("mean_model", ascending=False, kind="stable").reset_index(drop=True)
+    table = table.drop(columns="leaning").sort_values("mean_model", ascending=False, kind="stable")
+    return table.reset_index(drop=True)
 
 
 def scores_markdown(scored: Scored) -> str:

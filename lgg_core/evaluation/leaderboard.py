@@ -502,9 +502,11 @@ def pairwise_figure(pairs: pd.DataFrame) -> go.Figure:
         z=z, x=models, y=models, text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0,
         colorbar={"title": {"text": "mean difference<br>row − column"}},
         hovertemplate="row %{y} − column %{x}<br>%{text}<extra></extra>"))
-    fig.update_xaxes(showgrid=False).update_yaxes(autorange="reversed", title="row model", showgrid=False)
+    # Every label shown and cells that keep their three lines legible: the figure grows with the number of models.
+    fig.update_xaxes(showgrid=False, tickmode="array", tickvals=models, tickangle=-40)
+    fig.update_yaxes(autorange="reversed", title="row model", showgrid=False, tickmode="array", tickvals=models)
     return fig.update_layout(title=f"Is the row model better than the column model? ({label})",
-                             xaxis_title="column model")
+                             xaxis_title="column model", height=220 + 64 * len(models), font={"size": 11})
 
 
 def _ci_text(value: float, ci: list[float]) -> str:
