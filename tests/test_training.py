@@ -288,3 +288,14 @@ def test_cli_corrupt_checkpoint_is_one_clear_error(sample_root, tmp_path: Path, 
     err = _one_error_line(capsys)
     assert f"checkpoint {checkpoint}" in err and "--no-resume" in err
     assert train_main([*args, "--no-resume"]) == 0  # the advice works
+
+
+def test_card_is_titled_by_the_artifact_not_its_architecture(trained: Path, tmp_path: Path) -> None:
+    from lgg_core.serving.artifacts import artifact_name, read_config, render_card
+
+    config = read_config(trained)
+    assert artifact_name(tmp_path / "unet-mini-transfer") == "unet-mini-transfer"
+    assert artifact_name(tmp_path / "cv" / "unet" / "fold-3") == "unet, fold-3"
+    card = render_card(config, name="unet-mini-transfer")
+    assert "\n# unet-mini-transfer\n" in card and "model_name: unet-mini-transfer" in card
+    assert "\n# unet-mini\n" in (trained / "README.md").read_text()  # written by training, after its folder

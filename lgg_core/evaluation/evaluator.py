@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lgg_core.serving.artifacts import load_artifact, render_card, write_json, write_table
+from lgg_core.serving.artifacts import artifact_name, load_artifact, render_card, write_json, write_table
 from lgg_core.data.cache import LGGData
 from lgg_core.data.reader import MASK_SHAPE
 from lgg_core.serving.inference import predict, predict_plain_and_tta
@@ -178,6 +178,6 @@ def evaluate(
     # Before summary.json: the app re-reads eval/ when that file's mtime changes.
     write_json(artifact_dir / "eval" / "calibration.json", calibration)
     write_json(artifact_dir / "eval" / "summary.json", summary)
-    card = render_card(config, summary, metrics_markdown(summary))
+    card = render_card(config, summary, metrics_markdown(summary), artifact_name(artifact_dir))
     (artifact_dir / "README.md").write_text(card)
     return summary

@@ -27,7 +27,8 @@ from lgg_core.data.cache import LGGData
 from lgg_core.evaluation.evaluator import evaluate
 from lgg_core.evaluation.tables import metrics_markdown
 from lgg_core.models.hub_model import INT8_PER_CHANNEL, save_weights, stored_quantization
-from lgg_core.serving.artifacts import commit_copy, load_artifact, read_config, render_card, staged_copy
+from lgg_core.serving.artifacts import (artifact_name, commit_copy, load_artifact, read_config, render_card,
+                                       staged_copy)
 from lgg_core.serving.cpu_paths import INT8_FILE, QUALITY_TOLERANCE, SERVING_FILE
 from lgg_core.serving.hub import ONNX_FILE
 
@@ -128,7 +129,7 @@ def quantize_artifact(
                 "scheme": INT8_PER_CHANNEL, "tolerance": tolerance, "bytes": {"before": size[0], "after": size[1]},
                 "scores": {name: {"before": old, "after": new} for name, (old, new) in scores.items()},
                 "patients": len(after["patients"]), "dataset_hash": data.dataset_hash,
-            })
+            }, artifact_name(dest))
             commit_copy(tmp, dest)
     return QuantizeResult(dest if accepted else folder, accepted, scores, tolerance, size,
                           dropped if accepted else [], referrers(folder) if accepted and out is None else [])
@@ -140,10 +141,11 @@ def _unchanged(old: float, new: float, tolerance: float) -> bool:
     return abs(new - old) <= tolerance or (math.isnan(old) and math.isnan(new))
 
 
-def _record(folder: Path, summary: dict[str, Any], record: dict[str, Any]) -> None:
-    """Add the quantization record to config.json and render the card from it and the int8 evaluation."""
+def _record(folder: Path, summary: dict[str, Any], record: dict[str, Any], name: str) -> None:
+    """Add the quantization record to config.json and render the card (titled ``name``) from it and the int8
+    evaluation."""
     config = read_config(folder)
     config["training"]["weights_quantization"] = record
     # The layout LGGModel.save_pretrained writes, so the diff of a converted artifact shows only the record.
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    (folder / "README.md").write_text(render_card(config, summary, metrics_markdown(summary)))
+    (folder / "README.md").write_text(render_card(config, summary, metrics_markdown(summary), name))

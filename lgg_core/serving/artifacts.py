@@ -161,7 +161,7 @@ def write_artifact(
         model.save_pretrained(tmp, config=extra, weights_dtype=weights_dtype)
         save_split(tmp / "split.json", **split)
         epoch_log.to_csv(tmp / "epochs.csv", index=False)
-        (tmp / "README.md").write_text(render_card(read_config(tmp)))
+        (tmp / "README.md").write_text(render_card(read_config(tmp), name=artifact_name(out_dir)))
         _default_file_modes(tmp)
         _replace_dir(tmp, out_dir)
     except BaseException:
@@ -309,7 +309,7 @@ def write_reference(out_dir: str | Path, arch: str, parts: list[str | Path], ove
     shutil.rmtree(out_dir / "eval", ignore_errors=True)
     write_json(out_dir / "config.json", config)
     shutil.copyfile(paths[0] / "split.json", out_dir / "split.json")
-    (out_dir / "README.md").write_text(render_card(config))
+    (out_dir / "README.md").write_text(render_card(config, name=artifact_name(out_dir)))
     return out_dir
 
 
@@ -347,17 +347,28 @@ def _eval_results(config: dict[str, Any], summary: dict[str, Any] | None) -> lis
     ]
 
 
-def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, metrics_table: str = "") -> str:
-    """Render ``lgg_core/serving/model_card.md`` with model-index eval results taken from ``summary["headline"]``."""
+def artifact_name(folder: str | Path) -> str:
+    """What a card calls an artifact: its folder's name (``unet-resnet50-transfer``, whose architecture is
+    ``unet-resnet50``), with the run for a cross-validation fold (``unet-resnet50-transfer, fold-0``)."""
+    folder = Path(folder).resolve()
+    return f"{folder.parent.name}, {folder.name}" if re.fullmatch(r"fold-\d+", folder.name) else folder.name
+
+
+def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, metrics_table: str = "",
+                name: str | None = None) -> str:
+    """Render ``lgg_core/serving/model_card.md`` with model-index eval results taken from ``summary["headline"]``.
+
+    ``name``: the card's title and model-index name (:func:`artifact_name`; default: the architecture).
+    """
     t = config["training"]
     card_data = ModelCardData(
-        library_name="lgg-core", license="mit", datasets=[DATASET_ID], model_name=config["arch"],
+        library_name="lgg-core", license="mit", datasets=[DATASET_ID], model_name=name or config["arch"],
         pipeline_tag="image-segmentation" if config["task"] == "segment" else "image-classification",
         tags=["medical-imaging", "brain-mri", "glioma", "segmentation", "pytorch", "safetensors"],
         eval_results=_eval_results(config, summary) or None,
     )
     fields = {
-        **t, "model_name": config["arch"], "description": model_info(config["arch"])["description"],
+        **t, "model_name": name or config["arch"], "description": model_info(config["arch"])["description"],
         "arch": config["arch"], "arch_kwargs": json.dumps(config.get("arch_kwargs") or {}), "task": config["task"],
         "params": f"{config['params']:,}", "n_test": t["patients"]["test"], "n_val": t["patients"]["val"],
         "n_train": t["patients"]["train"], "wall_time_min": round(t["wall_time_s"] / 60, 1),
