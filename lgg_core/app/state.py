@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
+SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -419,7 +420,13 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
         if asked is not None and patient in data.partial:
             st.warning(f"Slice {asked} of {patient} is not bundled (only the failure gallery's slices of this "
                        f"patient are), so slice {current} is shown instead.")
-    number = st.select_slider(label, numbers, value=current)
+    # A keyed slider keeps its identity across reruns: one created with value=current each run would be replaced
+    # after every step, and the browser dropped every other arrow-key press while it was. It follows the shared
+    # slice only when that was changed elsewhere (a link, a button, a click on the strip, another patient).
+    if st.session_state.get(SLIDER_KEY) not in numbers or st.session_state.get(_SHOWN_KEY) != current:
+        st.session_state[SLIDER_KEY] = current
+    number = st.select_slider(label, numbers, key=SLIDER_KEY)
+    st.session_state[_SHOWN_KEY] = number
     share(slice=number)
     return number, int(rows[numbers.index(number)])
 

@@ -326,3 +326,18 @@ def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, w
         expect(page.get_by_role("button", name="HTML report")).to_be_visible()
     finally:
         page.close()
+
+
+def test_arrow_keys_step_the_slice_one_by_one(page: Page, app_url: str) -> None:
+    """Each key press on the slice slider moves exactly one slice, and the URL follows."""
+    page.goto(f"{app_url}/patient?patient=TCGA_HT_7855&slice=10")
+    thumb = page.get_by_role("slider").first
+    expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text("10", timeout=TIMEOUT_MS)
+    settle(page, "keys-0")
+    for key, expected in (("ArrowRight", 11), ("ArrowRight", 12), ("ArrowRight", 13), ("ArrowLeft", 12)):
+        thumb.focus()
+        thumb.press(key)
+        expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text(str(expected), timeout=TIMEOUT_MS)
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
+        expect(page).to_have_url(re.compile(f"slice={expected}(&|$)"), timeout=TIMEOUT_MS)
+    settle(page, "keys-1")
