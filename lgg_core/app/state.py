@@ -421,9 +421,12 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
             st.warning(f"Slice {asked} of {patient} is not bundled (only the failure gallery's slices of this "
                        f"patient are), so slice {current} is shown instead.")
     # A keyed slider keeps its identity across reruns: one created with value=current each run would be replaced
-    # after every step, and the browser dropped every other arrow-key press while it was. It follows the shared
-    # slice only when that was changed elsewhere (a link, a button, a click on the strip, another patient).
-    if st.session_state.get(SLIDER_KEY) not in numbers or st.session_state.get(_SHOWN_KEY) != current:
+    # after every step, and the browser dropped every other arrow-key press while it was. Its value is the shared
+    # slice, except in the run that follows a move of the slider itself (Streamlit forgets a widget's value on a page
+    # that did not draw it, so it is set again every other time).
+    moved = (st.session_state.get(SLIDER_KEY) in numbers and st.session_state.get(_SHOWN_KEY) == current
+             and st.session_state.get(SLIDER_KEY) != current)
+    if not moved:
         st.session_state[SLIDER_KEY] = current
     number = st.select_slider(label, numbers, key=SLIDER_KEY)
     st.session_state[_SHOWN_KEY] = number
