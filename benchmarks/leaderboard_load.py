@@ -65,7 +65,7 @@ def one_round(chromium: str) -> tuple[float, float]:
             page.goto(url)
             until_done(page)
             cold = time.perf_counter() - start
-            toggle = page.get_by_text("Post-processing variants")
+            toggle = page.get_by_text("Post-processing variants", exact=True)
             start = time.perf_counter()
             toggle.click()
             page.wait_for_timeout(100)  # the script state turns "running" only after the click reaches the server
