@@ -504,3 +504,25 @@ def test_leaderboard_builds_gated_pipelines_only_when_asked(monkeypatch: pytest.
     assert not built and not any(m.startswith("gated: ") for m in at.dataframe[0].value["model"])
     next(t for t in at.toggle if t.label == "Gated pipelines").set_value(True).run()
     assert built and any(m.startswith("gated: ") for m in at.dataframe[0].value["model"])
+
+
+def test_the_data_folder_lives_in_the_url_so_a_link_opens_the_same_data(tmp_path: Path) -> None:
+    import shutil
+
+    from lgg_core.serving.records import DEMO_DIR
+
+    folder = next((DEMO_DIR / "kaggle_3m").glob("TCGA_CS_4944_*"))
+    shutil.copytree(folder, tmp_path / "kaggle_3m" / folder.name)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert "data" not in at.query_params  # the server's default folder stays out of the URL
+    at.text_input[0].set_value(str(tmp_path / "kaggle_3m")).run()
+    assert at.query_params["data"] == str(tmp_path / "kaggle_3m")
+
+    shared = AppTest.from_file(APP, default_timeout=120)  # another visitor opens the link
+    shared.query_params.update({"data": str(tmp_path / "kaggle_3m"), "patient": "TCGA_HT_7855"})
+    shared.run()
+    assert shared.text_input[0].value == str(tmp_path / "kaggle_3m")  # the sidebar's folder
+    shared.switch_page("pages/patient.py").run()
+    assert_clean(shared)
+    assert shared.selectbox[0].options == ["TCGA_CS_4944"]
+    assert "set the sidebar's data folder" in texts(shared.warning)  # the linked patient is not in that folder

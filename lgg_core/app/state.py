@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
+DATA_PARAM = "data"  # the data folder's URL parameter
 SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
 
@@ -325,10 +326,20 @@ def _dataset(path: str) -> LGGData:
 
 
 def data_dir() -> str:
-    """The data folder chosen in the sidebar (default: $LGG_DATA_DIR, else the bundled demo set)."""
+    """The data folder chosen in the sidebar (default: $LGG_DATA_DIR, else the bundled demo set).
+
+    Another folder than the server's default is mirrored into the URL (``data=``), so a reload, a new tab or a shared
+    link opens the same data; the default is left out of it.
+    """
     if not str(st.session_state.get("data_dir", "")).strip():
         st.session_state["data_dir"] = str(default_data_dir())
-    return st.session_state["data_dir"].strip()
+    folder = st.session_state["data_dir"].strip()
+    if folder != str(default_data_dir()):
+        if st.query_params.get(DATA_PARAM) != folder:
+            st.query_params[DATA_PARAM] = folder
+    elif DATA_PARAM in st.query_params:
+        del st.query_params[DATA_PARAM]
+    return folder
 
 
 def dataset() -> LGGData | None:
@@ -380,6 +391,8 @@ def init_state() -> None:
         st.session_state["slice"] = int(params["slice"])
     if "models" in params:
         st.session_state["models"] = [m for m in params["models"].split(",") if m]
+    if params.get(DATA_PARAM, "").strip():
+        st.session_state["data_dir"] = params[DATA_PARAM].strip()
     st.session_state["_state_ready"] = True
 
 
@@ -399,7 +412,8 @@ def pick_patient(data: LGGData, label: str = "Patient") -> str:
     patients = sorted(data.patients, key=lambda p: p in data.partial)
     current = st.session_state.get("patient")
     if current is not None and current not in patients:
-        st.warning(f"{current} is not in the loaded data folder, so {patients[0]} is shown instead.")
+        st.warning(f"{current} is not in the loaded data folder, so {patients[0]} is shown instead. To see it, set "
+                   "the sidebar's data folder to a kaggle_3m copy that holds it (the link keeps that folder).")
     patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0,
                            format_func=lambda p: f"{p} (gallery slices only)" if p in data.partial else p)
     if current is not None and patient != current:
@@ -456,8 +470,10 @@ def open_slice(page: str, patient: str, number: int, models: list[str] | None = 
     URL, and one set afterwards, a parameter at a time, would take Back several presses to leave the page.
     """
     st.session_state.update(patient=patient, slice=number, **({"models": models} if models else {}))
-    st.switch_page(page, query_params={key: _url_value(st.session_state[key]) for key in SHARED
-                                       if key in st.session_state})
+    params = {key: _url_value(st.session_state[key]) for key in SHARED if key in st.session_state}
+    if DATA_PARAM in st.query_params:
+        params[DATA_PARAM] = st.query_params[DATA_PARAM]
+    st.switch_page(page, query_params=params)
 
 
 def _open_clicked_slice(key: str) -> None:
