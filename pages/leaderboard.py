@@ -41,17 +41,16 @@ def board(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     return lb.leaderboard(lb.all_rows(items, gated)), lb.entry_patients(items, gated)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
-    """Every other segmenter against the champion (bootstraps: worth keeping across reruns)."""
+    """Every other segmenter against the champion."""
     dice = {name: group[["patient", "dice"]] for name, group in per_patient.groupby("model", sort=False)}
     return external.compare(dice.pop(best), dice, name=best)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def pair_tests(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Every pair of segmenters (10,000 bootstraps each: worth keeping across reruns)."""
-    return stats.pairwise(per_patient)
+# Bootstraps worth keeping across reruns, for the catalog's models only: a visitor's predictions never enter a cache
+# that the whole process shares.
+cached_against_best = st.cache_data(show_spinner=False, max_entries=4)(against_best)
+cached_pair_tests = st.cache_data(show_spinner=False, max_entries=4)(stats.pairwise)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -195,7 +194,7 @@ if per_patient.empty:
 
 if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
     st.subheader(f"Compared with the best: {best}")
-    against = against_best(per_patient, best)
+    against = (cached_against_best if submission is None else against_best)(per_patient, best)
     st.plotly_chart(yours.forest_figure(
         against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
         x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
@@ -224,7 +223,7 @@ st.caption("Mean per-patient Dice of each institution's held-out patients, with 
 st.plotly_chart(lb.institution_figure(breakdown))
 
 st.subheader("Decide between two models")
-pairs = pair_tests(per_patient)
+pairs = (cached_pair_tests if submission is None else stats.pairwise)(per_patient)
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()

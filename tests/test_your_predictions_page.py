@@ -104,3 +104,29 @@ def test_leaderboard_leads_with_the_best_and_keeps_the_chosen_pair_after_a_trip(
     at.switch_page("pages/leaderboard.py").run()
     assert not at.exception
     assert next(s for s in at.selectbox if s.label == "Pair").value == chosen
+
+
+def test_a_visitors_predictions_enter_no_shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit's data caches are shared by the whole process: the visitor's per-patient scores must stay out."""
+    import streamlit as st
+
+    seen = []
+    real = st.cache_data
+
+    def spy(*args, **kwargs):
+        decorate = real(*args, **kwargs)
+
+        def wrap(func):
+            cached = decorate(func)
+
+            def call(*a, **k):
+                seen.append(repr((a, k)))
+                return cached(*a, **k)
+            return call
+        return wrap
+
+    monkeypatch.setattr(st, "cache_data", spy)
+    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
+    assert not at.exception
+    assert "yours: example-predictions" in set(board(at)["model"])
+    assert seen and not any("yours:" in call or "example-predictions" in call for call in seen)
