@@ -37,7 +37,9 @@ only_loaded = left.toggle(ONLY_LOADED, value=default,
 if only_loaded != default:
     st.session_state["failure_loaded_only"] = only_loaded
 listed = held if only_loaded else found
-kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} ({listed[k]})",
+# Every detected tumor slice can rank by Dice: the count says what is ranked, not how many failed.
+kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} (ranks {listed[k]} detected tumor slices)"
+                   if k == "worst Dice" else f"{k} ({listed[k]})",
                    index=remembered_index("failure_kind", list(KINDS)))
 limit = right.slider("Show", 4, 48, st.session_state.get("failure_limit", 12), 4)
 st.session_state.update(failure_model=name, failure_kind=kind, failure_limit=limit)
@@ -63,6 +65,7 @@ if missing := rows.count(None):
 partner = (gated_options()[name][1].name if name.startswith(GATED_PREFIX)
            else next((m for m in shown_segmenters() if m != name), None))
 models = [name, *([partner] if partner else [])]
+st.caption("Outlines over FLAIR: green, the ground truth; red, the model's prediction.")
 columns = st.columns(4)
 for i, case in cases.iterrows():
     # One bordered card per case, its label on top: a label below an image read as the caption of the next one.

@@ -147,10 +147,13 @@ if scores:
     height, width = slice_.size
     scale = "" if (height, width) == (SIZE, SIZE) else (
         f"; one of its pixels is {width / SIZE:.3g}×{height / SIZE:.3g} pixels of your {width}x{height} file")
-    st.dataframe(pd.DataFrame(scores), hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("dice", "iou", "precision", "recall")}
-                 | {"hd95": st.column_config.NumberColumn("hd95 (px)", format="%.1f")})
+    st.dataframe(pd.DataFrame(scores), hide_index=True, column_config={
+        "model": st.column_config.Column("Model"),
+        **{c: st.column_config.NumberColumn(label, format="%.3f") for c, label in
+           (("dice", "Dice"), ("iou", "IoU"), ("precision", "Precision"), ("recall", "Recall"))},
+        "hd95": st.column_config.NumberColumn("HD95 (px)", format="%.1f"),
+        **{c: st.column_config.NumberColumn(label) for c, label in
+           (("tp", "True positive px"), ("fp", "False positive px"), ("fn", "Missed tumor px"))}})
     st.caption(f"Against {truth_file.name}, on the {SIZE}×{SIZE} grid the models predict on{scale}. HD95: the 95th "
                "percentile distance between the two outlines, in pixels; empty when both masks are empty, the image "
                "diagonal when only one is. Dice is 1 when both are empty.")
