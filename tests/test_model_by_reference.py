@@ -45,10 +45,10 @@ def test_lgg_evaluate_takes_an_onnx_file(graph: Path, capsys) -> None:
     assert "mine on 3 patients (cv)" in out and "Holm over 2 tests" in out
 
 
-def _model(nodes, inputs, outputs, initializers=(), domain_imports=(), **kwargs) -> onnx.ModelProto:
+def _model(nodes, inputs, outputs, initializers=(), domain_imports=()) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
     opsets = [helper.make_opsetid("", 18), *(helper.make_opsetid(d, 1) for d in domain_imports)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=10, **kwargs)  # what ONNX Runtime reads
+    return helper.make_model(graph, opset_imports=opsets, ir_version=10)  # an IR version ONNX Runtime reads
 
 
 IMAGE = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 64, 64])
