@@ -119,3 +119,13 @@ def test_a_model_trained_on_other_inputs_is_refused_by_serving(runs: Path) -> No
     config, _, problem = checked_artifact(runs / "flair")
     assert config is None and "recipe search" in problem
     load_artifact(runs / "base")  # the three sequences: served as before
+
+
+def test_the_gain_is_also_given_without_the_patients_lacking_a_sequence(runs: Path) -> None:
+    found = find_runs([runs])
+    first = found[0].dice.index[0]
+    table = recipe_table(found, apart=[first], n_boot=200).set_index("run")
+    flair, base = (next(r for r in found if r.name == name).dice for name in ("flair", "base"))
+    rest = flair.index.drop(first)
+    assert table.loc["flair", "whole_diff"] == pytest.approx((flair[rest] - base[rest]).mean())
+    assert first in table.loc["flair", "apart"]

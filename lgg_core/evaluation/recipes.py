@@ -86,7 +86,8 @@ def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_
 
     Args:
         runs: :func:`find_runs`' runs.
-        apart: patients whose scores are also shown on their own (those lacking a contrast sequence).
+        apart: patients whose scores are also shown on their own (those lacking a contrast sequence); each paired
+            difference is then also given without them.
         n_boot: bootstrap resamples.
     """
     rows = []
@@ -102,20 +103,29 @@ def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_
             shared = run.dice.index.intersection(base.dice.index)
             diff = paired_difference(run.dice[shared].to_numpy(), base.dice[shared].to_numpy(), n_boot=n_boot)
             row.update(diff=diff["mean_diff"], diff_low=diff["ci_low"], diff_high=diff["ci_high"], p=diff["p"])
+            if apart:  # does the lever help beyond the patients whose input lacks a sequence?
+                whole = shared.difference(apart)
+                diff = paired_difference(run.dice[whole].to_numpy(), base.dice[whole].to_numpy(), n_boot=n_boot)
+                row.update(whole_diff=diff["mean_diff"], whole_low=diff["ci_low"], whole_high=diff["ci_high"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def recipe_markdown(table: pd.DataFrame) -> str:
     """A markdown table of :func:`recipe_table`."""
+    apart = "whole_diff" in table.columns
     lines = ["| run | model | fold | changes | epochs (best) | CPU-min | validation per-patient Dice (95% CI) | "
-             "vs baseline (95% CI) | Wilcoxon p | patients lacking a sequence |",
-             "|---|---|---:|---|---:|---:|---|---|---|---|"]
+             "vs baseline (95% CI) | Wilcoxon p | patients lacking a sequence |"
+             + (" vs baseline without them (95% CI) |" if apart else ""),
+             "|---|---|---:|---|---:|---:|---|---|---|---|" + ("---|" if apart else "")]
     for r in table.to_dict("records"):
-        versus = (f"{r['diff']:+.3f} ({r['diff_low']:+.3f} to {r['diff_high']:+.3f})"
-                  if pd.notna(r.get("diff")) else "")
         p = format_p(r["p"]) if pd.notna(r.get("p")) else ""
         lines.append(f"| {r['run']} | {r['model']} | {r['fold']} | {r['changes']} | {r['epochs']} ({r['best_epoch']}) "
-                     f"| {r['cpu_min']:.0f} | {r['dice']:.3f} ({r['dice_low']:.3f}–{r['dice_high']:.3f}) | {versus} "
-                     f"| {p} | {r['apart'] or '—'} |")
+                     f"| {r['cpu_min']:.0f} | {r['dice']:.3f} ({r['dice_low']:.3f}–{r['dice_high']:.3f}) | "
+                     f"{_versus(r, 'diff', 'diff_low', 'diff_high')} | {p} | {r['apart'] or '—'} |"
+                     + (f" {_versus(r, 'whole_diff', 'whole_low', 'whole_high')} |" if apart else ""))
     return "\n".join(lines)
+
+
+def _versus(row: dict, mean: str, low: str, high: str) -> str:
+    return f"{row[mean]:+.3f} ({row[low]:+.3f} to {row[high]:+.3f})" if pd.notna(row.get(mean)) else ""
