@@ -1,6 +1,7 @@
-"""Leaderboard: every catalog model, its post-processing variants and the gated pipelines with their held-out
-metrics and shared latency, the comparison figures, per-institution results, and paired tests between segmenters
-with the patients where two of them differ most."""
+"""Leaderboard: the catalog's models (post-processing variants and gated pipelines on request) with their held-out
+metrics and shared latency, each model against the best one chosen on validation, the cross-validation runs, the
+comparison figures, per-institution results, paired tests between segmenters with the patients where two of them
+differ most, and a visitor's own predictions, scored for that session only."""
 from __future__ import annotations
 
 import time
@@ -163,6 +164,22 @@ st.caption(f"Latency: one 256² slice per call, median of {latency.REPEATS} afte
            + (f"{len(timed)} of {len(table)} rows timed, last at {time.strftime('%H:%M', time.localtime(last))} "
               "(server time)." if len(timed) else "Not measured yet."))
 
+evals = {record.name: tables for record, tables, _ in items if tables is not None}
+if submission is not None:
+    evals[submission.label] = submission.tables()
+per_patient = stats.patient_dice(evals)
+if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
+    st.subheader(f"Compared with the best: {best}")
+    against = (cached_against_best if submission is None else against_best)(per_patient, best)
+    st.plotly_chart(yours.forest_figure(
+        against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
+        x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
+    st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
+               "validation patients, never on the test fold). Each other model against it on the held-out patients "
+               f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
+               f"{len(against)} tests (more power than all pairs). Blue: the model significantly better; vermillion: "
+               f"{best} significantly better; grey: no significant difference.")
+
 runs, problem = crossval_runs()
 reports = [cv_report(entry.name, str(entry.path), mtimes) for entry, mtimes in runs]
 if reports or problem:
@@ -184,25 +201,10 @@ for report in reports:
     st.dataframe(crossval.summary_display(report.table), hide_index=True)
     st.plotly_chart(crossval.folds_figure(report.pooled), key=f"cv-{report.name}")
 
-evals = {record.name: tables for record, tables, _ in items if tables is not None}
-if submission is not None:
-    evals[submission.label] = submission.tables()
-per_patient = stats.patient_dice(evals)
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
 
-if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
-    st.subheader(f"Compared with the best: {best}")
-    against = (cached_against_best if submission is None else against_best)(per_patient, best)
-    st.plotly_chart(yours.forest_figure(
-        against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
-        x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
-    st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
-               "validation patients, never on the test fold). Each other model against it on the held-out patients "
-               f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
-               f"{len(against)} tests (more power than all pairs). Blue: the model significantly better; vermillion: "
-               f"{best} significantly better; grey: no significant difference.")
 left, right = st.columns(2)
 left.plotly_chart(lb.dice_distribution_figure(per_patient))
 right.plotly_chart(lb.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
