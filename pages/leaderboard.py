@@ -17,6 +17,7 @@ from lgg_core.evaluation import external
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
+from lgg_core.data.cache import LGGData
 from lgg_core.app.state import (crossval_runs, dataset, eval_tables, open_slice, records, remembered_index,
                                 show_model_problems)
 
@@ -62,8 +63,8 @@ def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossva
 
 
 
-def add_your_predictions() -> external.Submission | None:
-    """The upload that scores a visitor's masks; the result stays in this session only."""
+def add_your_predictions(data: LGGData | None) -> external.Submission | None:
+    """The upload that scores a visitor's masks on ``data``; the result stays in this session only."""
     submission = st.session_state.get(yours.SESSION_KEY)
     with st.expander("Add your predictions", expanded=submission is not None):
         st.caption("Masks from your own model, scored exactly as `lgg score-predictions` scores them and compared "
@@ -72,7 +73,6 @@ def add_your_predictions() -> external.Submission | None:
                    "volumes; binary or probabilities in [0, 1] (thresholded at 0.5). Only you see them; they are "
                    "kept in memory for this session and never written to the server's disk.")
         upload = st.file_uploader("Predicted masks", type=["zip", "npz"], key="your_predictions_file")
-        data = dataset()
         splits = list(external.SPLIT_LABELS)
         split = st.radio("Patients", splits, format_func=external.SPLIT_LABELS.get, horizontal=True,
                          key="your_predictions_split", index=splits.index(external.default_split(data)))
@@ -88,11 +88,11 @@ def add_your_predictions() -> external.Submission | None:
             del st.session_state[yours.SESSION_KEY]
             st.rerun()
         if submission is not None:
-            show_submission(submission)
+            show_submission(submission, data)
     return submission
 
 
-def show_submission(submission: external.Submission) -> None:
+def show_submission(submission: external.Submission, data: LGGData | None) -> None:
     """Scores, the forest plot against the zoo, the patients, the worst slices and the downloads."""
     raw = submission.scored.summary["variants"]["raw"]
     st.markdown(f"**{submission.label}** on {raw['patients']} patients ({external.SPLIT_LABELS[submission.split]}): "
@@ -107,8 +107,9 @@ def show_submission(submission: external.Submission) -> None:
                "significantly better; vermillion: the model significantly better; grey: no significant difference.")
     st.dataframe(external.comparison_display(submission.comparison), hide_index=True)
     st.dataframe(external.patients_display(submission.scored), hide_index=True)
-    data = dataset()
-    pictures = [] if data is None else [
+    # The masks index the slices they were scored on: another data folder set since then cannot draw them.
+    scored_here = data is not None and data.dataset_hash == submission.scored.summary["dataset_hash"]
+    pictures = [] if not scored_here else [
         (f"{w.patient}, slice {w.slice}: patient Dice {w.dice:.3f}", yours.slice_picture(data, w.row, w.mask))
         for w in external.worst_slices(submission.scored, data)]
     if pictures:
@@ -127,7 +128,8 @@ def show_submission(submission: external.Submission) -> None:
         file_name=f"{submission.name}-report.html", mime="text/html")
 
 
-submission = add_your_predictions()
+data = dataset()  # the visitor's predictions are scored on it; Compare can only open a patient it holds
+submission = add_your_predictions(data)
 recs, _ = records()
 items = [(record, *(eval_tables(record) if record.ok else (None, record.problem))) for record in recs]
 if not items:
@@ -252,7 +254,6 @@ st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: me
             f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "
             f"{stats.format_p(pair['p'])}, Holm {stats.format_p(pair['p_holm'])}.")
 rows = stats.largest_differences(evals[a], evals[b])
-data = dataset()  # Compare can only open a patient the loaded data holds
 held = set(data.patients) if data is not None else set()
 st.caption("Patients where the two differ most, each with the slice where their masks differ most.")
 if missing := len(set(rows["patient"]) - held):

@@ -360,6 +360,7 @@ def test_missing_data_dir_gives_a_message_not_a_traceback(tmp_path: Path) -> Non
     at.switch_page("pages/leaderboard.py").run()
     assert_clean(at)
     assert at.dataframe
+    assert texts(at.error).count("No `kaggle_3m` dataset at") == 1  # said once, not by every part that needs data
 
 
 def test_leaderboard_pairs_matrix_and_a_pair_opens_compare_on_its_patient() -> None:
