@@ -1,5 +1,7 @@
 """The ``lgg`` command line: ``lgg download``, ``lgg check``, ``lgg folds``, ``lgg models``, ``lgg evaluate``,
-``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg crossval``, ``lgg recipes``, ``lgg score-predictions``, ``lgg zoo-reference``, ``lgg push``, ``lgg pull``, ``lgg export-onnx``.
+``lgg assemble``, ``lgg quantize-weights``, ``lgg leaderboard``, ``lgg crossval``, ``lgg recipes``,
+``lgg postprocess``, ``lgg score-predictions``, ``lgg zoo-reference``, ``lgg push``, ``lgg pull``,
+``lgg export-onnx``.
 
 Training has its own entry point, ``python -m train`` (see ``train/__main__.py``).
 
@@ -349,17 +351,30 @@ def cmd_zoo_reference(args: argparse.Namespace) -> int:
 def cmd_recipes(args: argparse.Namespace) -> int:
     """Print the recipe search's table: each run's validation Dice, its cost and its paired gain over the baseline."""
     from lgg_core.data.inputs import missing_sequences
-    from lgg_core.evaluation.recipes import find_runs, recipe_markdown, recipe_table
+    from lgg_core.evaluation.recipes import curve_markdown, find_runs, recipe_curve, recipe_markdown, recipe_table
 
+    runs = find_runs(args.runs)
+    if args.curve:
+        print(curve_markdown(recipe_curve(runs)))
+        return 0
     apart: list[str] = []
     if args.data_dir or os.environ.get(DATA_DIR_ENV):
         data = _load(args)
         apart = sorted(missing_sequences(data.images, data.index))
-    table = recipe_table(find_runs(args.runs), apart)
-    print(recipe_markdown(table))
+    print(recipe_markdown(recipe_table(runs, apart)))
     if not apart:
         print(f"\n(patients lacking a sequence are marked when the dataset is given: --data-dir or ${DATA_DIR_ENV})",
               file=sys.stderr)
+    return 0
+
+
+def cmd_postprocess(args: argparse.Namespace) -> int:
+    """Print each run's validation Dice under every post-processing option (and, for 2.5D runs, on lone slices)."""
+    from lgg_core.evaluation.postprocessing import variant_dice, variant_markdown, variant_table
+
+    data = _load(args)
+    dice = {Path(run).name: variant_dice(run, data, args.batch_size) for run in args.runs}
+    print(variant_markdown(variant_table(dice)))
     return 0
 
 
@@ -479,7 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "three sequences, no modality dropout, fewest epochs): bootstrap 95%% CI and Wilcoxon p. With the "
                     "dataset, the validation patients lacking a contrast sequence are also shown on their own.")
     recipes.add_argument("runs", nargs="+", help="run folders, or a folder of them (artifacts/recipes)")
+    recipes.add_argument("--curve", action="store_true",
+                         help="print validation Dice after every epoch against CPU-minutes instead (epochs.csv)")
     recipes.set_defaults(func=cmd_recipes)
+
+    post = commands.add_parser(
+        "postprocess", parents=[data_options],
+        help="choose post-processing on validation patients; what a 2.5D model loses on a lone slice",
+        description="Predicts each run's validation patients (split.json) and scores every post-processing option "
+                    "(largest component, small components removed, holes filled) and, for a model that takes "
+                    "neighbouring slices, each slice fed alone as the Upload page does, against plain thresholding: "
+                    "paired bootstrap 95%% CI and Wilcoxon p. Test patients are never read.")
+    post.add_argument("runs", nargs="+", help="trained run folders with weights (artifacts/recipes/<run>)")
+    post.add_argument("--batch-size", type=int, default=16, help="slices per forward pass (default: 16)")
+    post.set_defaults(func=cmd_postprocess)
 
     push = commands.add_parser("push", help="upload an artifact folder to a Hugging Face Hub model repo")
     push.add_argument("artifact", help="artifact folder")

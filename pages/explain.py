@@ -1,8 +1,10 @@
 """Explain: Grad-CAM, Grad-CAM++ and HiResCAM of a classifier or segmenter on one slice, and whether it hits the tumor."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
+from lgg_core.data.inputs import stack_inputs
 from lgg_core.explain.cam import CAM_METHODS, ROAD_REMOVED, ExplainError, describe_layer, explain, layer_options
 from lgg_core.app.overlay import (CAM_SCALE, GT_COLOR, PRED_COLOR, VIEWS, channel_view, colorbar, overlay,
                                   scaled_heatmap)
@@ -50,7 +52,8 @@ if record.task == "segment":
         target_mask = truth
 try:
     with st.spinner(f"Computing {method} and its faithfulness…"):
-        result = explain(net, image, method, layer, target_mask, truth, record.input_size)
+        inputs = stack_inputs(data.images, data.index, record.inputs, np.array([row]))[0]
+        result = explain(net, inputs, method, layer, target_mask, truth, record.input_size)
 except ExplainError as err:
     # Only an empty target gets here (the pickers offer valid methods and layers): show the slice and say why.
     st.warning(str(err))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from lgg_core.app import charts
 from lgg_core.app import external as yours
 from lgg_core.app import latency
 from lgg_core.evaluation import crossval
@@ -201,18 +202,18 @@ for report in reports:
                 + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
                 + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
     st.dataframe(crossval.summary_display(report.table), hide_index=True)
-    st.plotly_chart(crossval.folds_figure(report.pooled), key=f"cv-{report.name}")
+    st.plotly_chart(charts.folds_figure(report.pooled), key=f"cv-{report.name}")
 
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
 
 left, right = st.columns(2)
-left.plotly_chart(lb.dice_distribution_figure(per_patient))
-right.plotly_chart(lb.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
-left.plotly_chart(lb.scatter_figure(table, "params", "patient_dice", "Quality vs parameters", log_x=True))
+left.plotly_chart(charts.dice_distribution_figure(per_patient))
+right.plotly_chart(charts.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
+left.plotly_chart(charts.scatter_figure(table, "params", "patient_dice", "Quality vs parameters", log_x=True))
 if len(timed):
-    right.plotly_chart(lb.scatter_figure(table, "latency_ms", "patient_dice", "Quality vs latency"))
+    right.plotly_chart(charts.scatter_figure(table, "latency_ms", "patient_dice", "Quality vs latency"))
 else:
     right.info("Press **Measure latency** to plot quality against latency.")
 
@@ -224,7 +225,7 @@ breakdown = lb.institution_breakdown(shown if choice == everything else shown[sh
 st.dataframe(lb.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
 st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
            "patients (none for a single patient). Few patients per institution make wide intervals.")
-st.plotly_chart(lb.institution_figure(breakdown))
+st.plotly_chart(charts.institution_figure(breakdown))
 
 st.subheader("Decide between two models")
 pairs = (cached_pair_tests if submission is None else stats.pairwise)(per_patient)
@@ -232,7 +233,7 @@ if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()
 with st.expander(f"All {len(pairs)} pairs: the full matrix and table"):
-    st.plotly_chart(lb.pairwise_figure(pairs))
+    st.plotly_chart(charts.pairwise_figure(pairs))
     st.caption("Each cell compares the row model with the column model on the held-out patients both were "
                "evaluated on. Colour and first line: mean per-patient Dice of the row model minus the column "
                "model's (blue: row higher, red: column higher). Second line: the row model is *better*, *worse*, or "

@@ -5,7 +5,8 @@ import streamlit as st
 
 from lgg_core.app.figures import training_curves, validation_metric
 from lgg_core.app.state import eval_tables, records
-from lgg_core.evaluation.calibration import LEVEL_NAMES, calibration_caption, calibration_metrics, reliability_figure
+from lgg_core.app.charts import reliability_figure
+from lgg_core.evaluation.calibration import LEVEL_NAMES, calibration_caption, calibration_metrics
 from lgg_core.serving.records import REPO_ROOT, read_card, read_epochs, read_split, weights_problem
 
 st.title("Model cards")

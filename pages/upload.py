@@ -14,8 +14,9 @@ from lgg_core.explain.cam import CAM_METHODS, ExplainError, describe_layer, expl
 from lgg_core.app.overlay import (CAM_SCALE, COLOUR_MODES, GT_COLOR, PRED_COLOR, channel_view, colorbar, error_legend,
                                   error_overlay, overlay, png_bytes, scaled_heatmap)
 from lgg_core.data.upload import EXTENSIONS, FORMATS, MAX_PIXELS, SIZE, UploadError, read_mask_upload, read_upload
-from lgg_core.app.state import (gated_options, model, predict_masks, predict_with_gate, predictor, require_models,
-                                usable)
+from lgg_core.app.state import (gated_options, lone_slice_note, model, predict_masks, predict_with_gate, predictor,
+                                require_models, upload_inputs, usable)
+from lgg_core.data.inputs import lone_slice_inputs
 
 STANDARDISATION = """
 **What it is.** Before anything else, these models rescale each of the slice's three channels on its own to an
@@ -116,11 +117,12 @@ scores = []
 with st.spinner("Predicting…"):
     for name in chosen:
         if name in models and models[name].task == "classify":
-            prob = float(predictor(models[name]).predict(slice_.image[None])[0])
+            inputs = lone_slice_inputs(slice_.image[None], models[name].inputs)
+            prob = float(predictor(models[name]).predict(inputs)[0])
             next(panels).metric(f"{name}: tumor probability", f"{prob:.3f}")
             continue
         column = next(panels)
-        probs, gate = predict_with_gate(name, slice_.image[None])
+        probs, gate = predict_with_gate(name, upload_inputs(name, slice_.image[None]))
         mask = probs[0] > 0.5
         caption = f"{name}: {int(mask.sum())} tumor pixels"
         if truth is None:
@@ -136,6 +138,8 @@ with st.spinner("Predicting…"):
         column.image(picture, caption=caption, width="stretch")
         if gate is not None:
             column.caption(gate.describe(0))
+        if note := lone_slice_note(name):
+            column.caption(note)
         column.download_button("Overlay PNG", png_bytes(picture), f"{stem}_{name}_overlay.png", "image/png",
                                key=f"ov-{name}")
         column.download_button("Mask PNG", png_bytes(mask), f"{stem}_{name}_mask.png", "image/png", key=f"mask-{name}")
@@ -164,10 +168,11 @@ record = models[cam_model]
 net = model(record)
 method = st.selectbox("Method", list(CAM_METHODS))
 layer = st.selectbox("Target layer", layer_options(net), format_func=lambda name: describe_layer(net, name))
-target = predict_masks(cam_model, slice_.image[None])[0] > 0.5 if record.task == "segment" else None
+cam_inputs = lone_slice_inputs(slice_.image[None], record.inputs)
+target = predict_masks(cam_model, cam_inputs)[0] > 0.5 if record.task == "segment" else None
 try:
     with st.spinner(f"Computing {method}…"):
-        result = explain(net, slice_.image, method, layer, target, None, record.input_size, faithfulness=False)
+        result = explain(net, cam_inputs[0], method, layer, target, None, record.input_size, faithfulness=False)
     picture, outline = scaled_heatmap(base, result.cam, CAM_SCALE, 0.5), ""
     if target is not None:
         picture = overlay(picture, target, PRED_COLOR, "contour", 1.0)

@@ -33,7 +33,7 @@ from lgg_core.evaluation.failures import KEYS, KINDS, failure_cases, failure_tab
 from lgg_core.serving.catalog import catalog_path
 from lgg_core.serving.records import (
     ModelRecord,
-    gateable,
+    gates,
     gated_name,
     read_eval,
     read_split,
@@ -184,7 +184,7 @@ def page_tables() -> tuple[dict[str, pd.DataFrame], list[ModelRecord]]:
     runnable = {task: {r.name: r for r in ok if r.has_weights and r.task == task} for task in ("segment", "classify")}
     segmenters = {**runnable["segment"], **{r.name: r for r in ok if r.task == "segment"}}
     pipelines = {gated_name(c, s): (cr, sr) for c, cr in runnable["classify"].items()
-                 for s, sr in runnable["segment"].items() if gateable(sr)}
+                 for s, sr in runnable["segment"].items() if gates(cr, sr)}
     return failure_tables(segmenters, pipelines, read_eval), records
 
 

@@ -57,8 +57,8 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     at = open_page("leaderboard")
     assert_clean(at)
     table = at.dataframe[0].value
-    assert set(table.query("kind == 'model'")["model"]) == {"cnn-encdec", "unet-mini", "resnet18", "not-evaluated",
-                                                            "not-trained-yet", "from-the-hub"}
+    assert set(table.query("kind == 'model'")["model"]) == {"cnn-encdec", "unet-mini", "resnet18", "unet-mini-2.5d",
+                                                            "not-evaluated", "not-trained-yet", "from-the-hub"}
     status = table.set_index("model")["status"]
     assert status["cnn-encdec"] == "evaluated"
     assert "not been evaluated" in status["not-evaluated"]
@@ -158,8 +158,8 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     next(b for b in first.button if b.label == "Measure latency").click().run()
     assert_clean(first)
     show_every_row(first)
-    # Three runnable segmenters (raw, largest component, flip TTA) and a classifier, each 1 warm-up + 5 timed calls.
-    assert len(ServedPredictor.calls) == (3 * 3 + 1) * 6 and sum(ServedPredictor.calls) == 3 * 6
+    # Four runnable segmenters (raw, largest component, flip TTA) and a classifier, each 1 warm-up + 5 timed calls.
+    assert len(ServedPredictor.calls) == (4 * 3 + 1) * 6 and sum(ServedPredictor.calls) == 4 * 6
     timed = first.dataframe[0].value.set_index("model")
     assert timed.loc["unet-mini", "timed_on"] == "ONNX Runtime int8 · CPU" and timed.loc["unet-mini", "latency_ms"] > 0
     assert timed.loc["unet-mini + flip TTA", "timed_on"] == "ONNX Runtime int8 · CPU"
@@ -174,7 +174,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     again = second.dataframe[0].value.set_index("model")
     measured = timed["latency_ms"].dropna()
     assert again.loc[measured.index, "latency_ms"].tolist() == measured.tolist()
-    assert len(ServedPredictor.calls) == 60  # reading the store measures nothing
+    assert len(ServedPredictor.calls) == (4 * 3 + 1) * 6  # reading the store measures nothing
 
 
 def test_leaderboard_per_institution_table_for_a_chosen_model(app_env: Path) -> None:
@@ -372,11 +372,13 @@ def test_leaderboard_pairs_matrix_and_a_pair_opens_compare_on_its_patient() -> N
     heatmaps = [f for f in figures if f["data"][0]["type"] == "heatmap"]
     assert len(heatmaps) == 1
     heat = heatmaps[0]["data"][0]
-    assert set(heat["x"]) == {"cnn-encdec", "unet-mini"} and "row − column" in heat["colorbar"]["title"]["text"]
+    segmenters = {"cnn-encdec", "unet-mini", "unet-mini-2.5d"}
+    assert set(heat["x"]) == segmenters and "row − column" in heat["colorbar"]["title"]["text"]
     assert "Holm" in texts(at.caption) and "blue: row higher" in texts(at.caption)
     pair_box = next(s for s in at.selectbox if s.label == "Pair")
+    assert len(pair_box.options) == 3
     a, b = pair_box.options[0].split(" vs ")
-    assert {a, b} == {"cnn-encdec", "unet-mini"}
+    assert {a, b} < segmenters and a != b
     assert "shared patients" in texts(at.markdown)
     compare = next(button for button in at.button if button.label.startswith("Compare slice"))
     number = int(compare.label.split()[-1])
@@ -431,6 +433,25 @@ def test_compare_computes_uncertainty_only_when_asked(monkeypatch: pytest.Monkey
     at.toggle[0].set_value(True).run()
     assert_clean(at)
     assert len(calls) == 2
+
+
+def test_pages_give_a_2_5d_model_its_neighbours_from_the_volume(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgg_core.app import state
+    from lgg_core.data.cache import load_dataset
+    from lgg_core.data.inputs import stack_inputs
+    from lgg_core.serving.records import DEMO_DIR
+
+    seen = {}
+    real = state.predict_with_gate
+    monkeypatch.setattr(state, "predict_with_gate", lambda name, images: real(name, seen.setdefault(name, images)))
+    state._slice_outputs.clear()
+    at = open_page("compare", {"patient": "TCGA_HT_7855", "slice": "12", "models": "unet-mini,unet-mini-2.5d"})
+    assert_clean(at)
+    data = load_dataset(DEMO_DIR, progress=False)
+    row = data.rows(["TCGA_HT_7855"])[data.index["slice"].to_numpy()[data.rows(["TCGA_HT_7855"])] == 12]
+    np.testing.assert_array_equal(seen["unet-mini"], data.images[row])
+    np.testing.assert_array_equal(seen["unet-mini-2.5d"], stack_inputs(data.images, data.index, "flair-2.5d", row))
+    assert not np.array_equal(seen["unet-mini-2.5d"], seen["unet-mini"])
 
 
 def test_patient_viewer_errors_mode_and_uncertainty_against_dice() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lgg_core.app.charts import reliability_figure
 from lgg_core.data.cache import load_dataset
 from lgg_core.evaluation.calibration import (
     PIXEL_BINS,
@@ -16,7 +17,6 @@ from lgg_core.evaluation.calibration import (
     ReliabilityStats,
     calibration_metrics,
     classification_calibration,
-    reliability_figure,
     segmentation_calibration,
 )
 from lgg_core.evaluation import evaluator
@@ -129,7 +129,10 @@ def test_reliability_figure_has_diagonal_and_counts() -> None:
     assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
     assert list(model.x) == pytest.approx([0.125, 0.925]) and list(model.y) == [0.5, 1.0]
     assert list(counts.y) == [2, 2] and fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis2.dtick == 1  # powers of ten only: 1, 2, 3 … 9 tick labels overlap on a short axis
     assert fig.layout.title.text == f"Slice level · ECE {level['ece']:.3f}"
+    # The legend sits above the plot, in the theme's colours, never over the data.
+    assert fig.layout.legend.y > 1 and fig.layout.legend.bgcolor is None
 
 
 def test_evaluate_writes_calibration_that_matches_the_predictions(zoo_catalog: Path) -> None:

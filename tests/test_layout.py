@@ -23,7 +23,7 @@ ALLOWED = {
     "serving": {"data", "models"},
     "explain": {"data", "models"},
     "evaluation": {"data", "models", "serving", "explain"},
-    "app": {"data", "models", "serving", "explain"},
+    "app": {"data", "models", "serving", "explain", "evaluation"},
     "training": {"data", "models", "serving", "explain", "evaluation"},
 }
 SUBPACKAGES = sorted(ALLOWED)
@@ -62,6 +62,12 @@ def test_imports_flow_one_way(room: str) -> None:
         for other in _imported_rooms(path) - ALLOWED[room] - {room, "_lazy"}
     }
     assert not upward
+
+
+def test_evaluation_computes_without_plotting_or_streamlit() -> None:
+    drawing = {f"{path.relative_to(ROOT)} imports {module}" for path in (PACKAGE / "evaluation").rglob("*.py")
+               for module in _imported_modules(path) if module.split(".")[0] in {"plotly", "streamlit", "matplotlib"}}
+    assert not drawing
 
 
 def test_root_holds_few_modules_and_one_subpackage_per_concern() -> None:

@@ -49,8 +49,10 @@ def test_cli_leaderboard_prints_the_readme_tables(tmp_path_factory, capsys) -> N
     assert main(["leaderboard", "--catalog", str(catalog)]) == 0
     out = capsys.readouterr()
     rows = {line.split("`")[1]: line for line in out.out.splitlines() if line.startswith("| `")}
-    assert set(rows) == {"cnn-encdec", "unet-mini", "resnet18", *(f"{m} + {v}" for m in ("cnn-encdec", "unet-mini")
-                                                                  for v in ("largest component", "flip TTA")),
+    segmenters = ("cnn-encdec", "unet-mini", "unet-mini-2.5d")
+    # resnet18 takes the three sequences, so it gates no model taking 2.5D input.
+    assert set(rows) == {*segmenters, "resnet18", *(f"{m} + {v}" for m in segmenters
+                                                    for v in ("largest component", "flip TTA")),
                          "gated: resnet18 → cnn-encdec", "gated: resnet18 → unet-mini"}
     summary = json.loads((catalog.parent / "cnn-encdec" / "eval" / "summary.json").read_text())
     raw, lcc = summary["variants"]["raw"], summary["variants"]["lcc"]
@@ -90,20 +92,23 @@ def test_cli_leaderboard_pairs_prints_the_pairwise_tables(tmp_path_factory, caps
     out = capsys.readouterr().out
     assert "Pairwise per-patient Dice" in out and "Pairwise per-patient HD95" in out
     pair_rows = [line for line in out.splitlines() if line.startswith("| `") and "` | `" in line]
-    assert len(pair_rows) == 2  # the tiny zoo's two segmenters: one pair per metric
-    dice_row = pair_rows[0]
+    assert len(pair_rows) == 2 * 3  # the tiny zoo's three segmenters: three pairs per metric
     dice = {}
-    for name in ("cnn-encdec", "unet-mini"):
+    for name in ("cnn-encdec", "unet-mini", "unet-mini-2.5d"):
         patients = pd.read_csv(catalog.parent / name / "eval" / "patients.csv")
         dice[name] = patients[patients["variant"] == "raw"]["dice"].mean()  # one held-out patient
-    a, b = dice_row.split("`")[1], dice_row.split("`")[3]
-    assert {a, b} == set(dice) and dice[a] >= dice[b]
-    assert f"| 1 | {dice[a]:.3f} | {dice[b]:.3f} | {dice[a] - dice[b]:+.3f} " in dice_row
-    assert dice_row.endswith("| no significant difference |")  # one patient cannot be significant
+    for dice_row in pair_rows[:3]:
+        a, b = dice_row.split("`")[1], dice_row.split("`")[3]
+        assert dice[a] >= dice[b]
+        assert f"| 1 | {dice[a]:.3f} | {dice[b]:.3f} | {dice[a] - dice[b]:+.3f} " in dice_row
+        assert dice_row.endswith("| no significant difference |")  # one patient cannot be significant
+    assert {frozenset(row.split("`")[1:4:2]) for row in pair_rows[:3]} == {
+        frozenset(pair) for pair in [("cnn-encdec", "unet-mini"), ("cnn-encdec", "unet-mini-2.5d"),
+                                     ("unet-mini", "unet-mini-2.5d")]}
 
 
 def test_pairwise_figure_reads_from_the_row_model() -> None:
-    from lgg_core.evaluation.leaderboard import pairwise_figure
+    from lgg_core.app.charts import pairwise_figure
     from lgg_core.evaluation.stats import pairwise
 
     rng = np.random.default_rng(0)
@@ -282,7 +287,7 @@ def test_styled_table_shows_words_rounded_numbers_cis_and_dashes() -> None:
 
 
 def test_scatter_labels_never_overlap_leave_the_plot_or_cover_a_point() -> None:
-    from lgg_core.evaluation.leaderboard import _MARKER_PX, _overlap, label_boxes, scatter_figure
+    from lgg_core.app.charts import _MARKER_PX, _overlap, label_boxes, scatter_figure
 
     rng = np.random.default_rng(0)
     width, height = 420, 320
@@ -329,6 +334,19 @@ def test_only_plain_segmenters_can_be_gated(config: dict, expected: bool) -> Non
     from lgg_core.serving.records import gateable
 
     assert gateable(ModelRecord("m", Path("m"), config)) is expected
+
+
+@pytest.mark.parametrize(("classifier_inputs", "segmenter_inputs", "expected"), [
+    ("sequences", "sequences", True), ("sequences", "flair-2.5d", False), ("flair-2.5d", "flair-2.5d", True)])
+def test_a_classifier_gates_only_segmenters_taking_its_inputs(classifier_inputs: str, segmenter_inputs: str,
+                                                               expected: bool) -> None:
+    from lgg_core.serving.records import gates
+
+    classifier = ModelRecord("c", Path("c"), {"task": "classify", "training": {"inputs": classifier_inputs}})
+    segmenter = ModelRecord("s", Path("s"), {"task": "segment", "arch": "unet",
+                                             "training": {"inputs": segmenter_inputs}})
+    assert gates(classifier, segmenter) is expected
+    assert not gates(segmenter, classifier)
 
 
 def _candidate(name: str, val: float | None, protocol: str = "p1", task: str = "segment") -> tuple:

@@ -28,6 +28,8 @@ def test_validation_metric_is_named(column: str, name: str) -> None:
     axes = {trace.name: trace.yaxis for trace in fig.data}
     assert axes == {"training loss": "y", "training Dice (batches)": "y2", name: "y2"}
     assert fig.layout.xaxis.tickformat == "d"
+    score_axis = fig.layout.yaxis2
+    assert (score_axis.tick0, score_axis.dtick, score_axis.showgrid) == (0, 0.2, False)  # 0, 0.2 … 1 of its own
 
 
 def test_unknown_validation_metric() -> None:

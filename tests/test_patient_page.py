@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from lgg_core.app.figures import SLICE_OUTCOMES, ZERO_BAR, slice_strip
 from lgg_core.data.cache import load_dataset
+from lgg_core.data.inputs import stack_inputs
 from lgg_core.evaluation.metrics import volume_dice
 from lgg_core.serving.records import DEMO_DIR, load_predictor_for, patient_role, resolve_models
 
@@ -95,9 +96,9 @@ def expected_dice(app_env: Path) -> dict[str, float]:
     """
     data = load_dataset(DEMO_DIR, progress=False)
     rows = data.rows([PATIENT])
-    records = {r.name: r for r in resolve_models(app_env)[0]}  # cnn-encdec, unet-mini and not-evaluated
-    probs = {name: load_predictor_for(r).predict(data.images[rows]) for name, r in records.items()
-             if r.ok and r.task == "segment"}
+    records = {r.name: r for r in resolve_models(app_env)[0]}  # cnn-encdec, unet-mini(-2.5d) and not-evaluated
+    probs = {name: load_predictor_for(r).predict(stack_inputs(data.images, data.index, r.inputs, rows))
+             for name, r in records.items() if r.ok and r.task == "segment"}
     return {name: volume_dice(p > 0.5, data.masks[rows]) for name, p in probs.items()}
 
 

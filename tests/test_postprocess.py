@@ -8,7 +8,8 @@ import torch
 
 from lgg_core.models import LGGModel
 from lgg_core.serving.inference import predict, predict_plain_and_tta
-from lgg_core.serving.postprocess import flip_tta, largest_component
+from lgg_core.serving.postprocess import (POSTPROCESSING, fill_holes, flip_tta, largest_component, postprocess,
+                                        remove_small_components)
 
 
 def test_largest_component_keeps_bigger_blob() -> None:
@@ -101,3 +102,40 @@ def test_plain_and_tta_in_one_sweep_equal_two_predicts(arch: str, task: str, siz
     np.testing.assert_array_equal(tta, predict(model, images, task, 2, size, tta=True))
     assert not np.array_equal(plain, tta)
 
+
+
+def _blobs() -> np.ndarray:
+    """A volume with a 3x3x3 tumor (27 voxels), a 2-voxel speck and a ring with a hole in one slice."""
+    volume = np.zeros((4, 12, 12), dtype=bool)
+    volume[0:3, 1:4, 1:4] = True
+    volume[3, 10, 10:12] = True
+    volume[3, 5:9, 5:9] = True
+    volume[3, 6:8, 6:8] = False
+    return volume
+
+
+def test_small_components_go_and_the_rest_stay_whole() -> None:
+    volume = _blobs()
+    kept = remove_small_components(volume, 10)
+    assert kept.sum() == 27 + 12  # the tumor and the ring; the speck is gone
+    assert not kept[3, 10].any()
+    assert remove_small_components(volume, 1).sum() == volume.sum()
+
+
+def test_fill_holes_closes_a_ring_slice_by_slice() -> None:
+    filled = fill_holes(_blobs())
+    assert filled[3, 6:8, 6:8].all() and filled.sum() == _blobs().sum() + 4
+
+
+@pytest.mark.parametrize("name", list(POSTPROCESSING))
+def test_every_postprocessing_keeps_shape_and_empty_masks_and_is_idempotent(name: str) -> None:
+    once = postprocess(_blobs(), name)
+    assert once.dtype == bool and once.shape == _blobs().shape
+    np.testing.assert_array_equal(postprocess(once, name), once)
+    assert not postprocess(np.zeros((2, 5, 5), bool), name).any()
+    assert not (once & ~fill_holes(_blobs())).any()  # nothing is added beyond filled holes
+
+
+def test_an_unknown_postprocessing_lists_the_valid_ones() -> None:
+    with pytest.raises(KeyError, match="valid: none, lcc"):
+        postprocess(_blobs(), "dilate")

@@ -87,6 +87,15 @@ def test_config_extends_merges_and_rejects_cycles(tmp_path: Path) -> None:
         read_toml(tmp_path / "loop.toml")
 
 
+def test_a_list_of_bases_applies_each_in_turn(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('epochs = 8\nlr = 0.001\n[arch_kwargs]\nstandardize = true\n')
+    (tmp_path / "m.toml").write_text('extends = "base.toml"\narch = "unet"\n[arch_kwargs]\nbase_width = 24\n')
+    (tmp_path / "delta.toml").write_text('protocol = "v2"\nlr = 0.002\n[arch_kwargs]\nstandardize = false\n')
+    (tmp_path / "v2.toml").write_text('extends = ["m.toml", "delta.toml"]\nepochs = 4\n')
+    assert read_toml(tmp_path / "v2.toml") == {"epochs": 4, "lr": 0.002, "arch": "unet", "protocol": "v2",
+                                               "arch_kwargs": {"standardize": False, "base_width": 24}}
+
+
 def test_every_trainable_registry_model_has_a_protocol_config() -> None:
     from lgg_core.models import list_models
     from train.__main__ import CONFIG_DIR, load_config

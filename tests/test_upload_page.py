@@ -12,6 +12,7 @@ from test_upload import (MRI, animated_gif, assert_own_message, deflated, deflat
                          pil_bytes, png_claiming, tif_bytes, tiff_claiming, zeros)
 
 import lgg_core.data.upload
+from lgg_core.app.state import lone_slice_note
 from lgg_core.evaluation.metrics import slice_metrics
 from lgg_core.serving.records import ModelRecord, load_predictor_for, resolve_models
 
@@ -111,7 +112,8 @@ def test_the_page_explains_standardisation_and_offers_gated_pipelines() -> None:
     explained = texts(at.markdown)
     assert "brightening, darkening or stretching a whole" in explained and "A tight crop" in explained
     assert "**Standardise each slice:** none" in explained  # no tiny-zoo model standardises
-    assert "**Use the intensities as they are:** cnn-encdec, unet-mini, resnet18, not-evaluated" in explained
+    assert ("**Use the intensities as they are:** cnn-encdec, unet-mini, resnet18, unet-mini-2.5d, not-evaluated"
+            in explained)
     assert {GATED, "gated: resnet18 → cnn-encdec"} <= set(at.multiselect[0].options)
     assert at.file_uploader[1].label == "Ground-truth mask (optional)"
 
@@ -145,6 +147,20 @@ def test_a_ground_truth_mask_scores_each_model_and_colours_its_errors(app_env: P
     next(r for r in at.radio if r.label == "Colours").set_value("TP / FP / FN").run()
     assert not at.exception
     assert all(label in texts(at.markdown) for label in ("TP: tumor found", "FP: false alarm", "FN: missed tumor"))
+
+
+def test_a_model_taking_neighbours_gets_the_slices_flair_in_their_place_and_says_so(app_env: Path) -> None:
+    image, _ = demo_slice()
+    at = upload_page()
+    at.file_uploader[0].set_value(("slice.tif", tif_bytes(image), "image/tiff"))
+    at.multiselect[0].set_value(["unet-mini", "unet-mini-2.5d"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [c.value for c in at.caption if "lone slice" in c.value] == [lone_slice_note("unet-mini-2.5d")]
+    record = next(r for r in resolve_models(app_env)[0] if r.name == "unet-mini-2.5d")
+    flair_thrice = np.repeat(image[None, ..., 1:2], 3, axis=-1)
+    expected = int((load_predictor_for(record).predict(flair_thrice)[0] > 0.5).sum())
+    captions = [c for shown in at.get("image") for c in shown.captions]
+    assert f"unet-mini-2.5d: {expected} tumor pixels" in captions
 
 
 def test_a_bad_mask_is_refused_and_the_slice_still_predicted() -> None:

@@ -87,18 +87,22 @@ def test_report_is_one_offline_page_with_the_comparison_and_the_worst_slices() -
     assert "<script src=" not in page.replace(" ", "") and "Plotly.newPlot" in page
 
 
-def test_leaderboard_leads_with_the_best_and_keeps_the_chosen_pair_after_a_trip() -> None:
+def test_leaderboard_leads_with_the_best_and_keeps_the_chosen_pair_after_a_trip(app_env: Path) -> None:
     import json
 
     at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
-    # The tiny zoo's champion on validation is unet-mini (its best_val_score beats cnn-encdec's).
-    assert "Compared with the best: unet-mini" in [h.value for h in at.subheader]
+    # The champion is the tiny zoo segmenter with the best validation score.
+    segmenters = ("cnn-encdec", "unet-mini", "unet-mini-2.5d")
+    scores = {name: json.loads((app_env.parent / name / "config.json").read_text())["training"]["best_val_score"]
+              for name in segmenters}
+    best = max(scores, key=scores.get)
+    assert f"Compared with the best: {best}" in [h.value for h in at.subheader]
     forest = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Each model − unet-mini"))
-    assert set(forest["data"][0]["y"]) == {"cnn-encdec", "yours: example-predictions"}
+                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith(f"Each model − {best}"))
+    assert set(forest["data"][0]["y"]) == {*segmenters, "yours: example-predictions"} - {best}
     pair = next(s for s in at.selectbox if s.label == "Pair")
-    assert len(pair.options) == 3  # two zoo segmenters and the visitor's entry
-    chosen = pair.options[2]
+    assert len(pair.options) == 6  # pairs of three zoo segmenters and the visitor's entry
+    chosen = pair.options[-1]
     pair.set_value(chosen).run()
     at.switch_page("pages/compare.py").run()
     at.switch_page("pages/leaderboard.py").run()

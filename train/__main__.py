@@ -22,18 +22,24 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file; ``extends = "other.toml"`` (relative to it) starts from that file's values, so the models of
-    one protocol share its recipe and state only what differs. ``arch_kwargs`` tables merge key by key."""
+    one protocol share its recipe and state only what differs. A list of files applies each in turn over the last
+    (``["../unet.toml", "../protocol/segment-v2.toml"]``: a model's config, then a protocol's changes).
+    ``arch_kwargs`` tables merge key by key."""
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
     if path.resolve() in seen:
         raise ValueError(f"config file {path} extends itself (via {' -> '.join(map(str, seen))})")
     values = tomllib.loads(path.read_text())
-    base = values.pop("extends", None)
-    if base is None:
-        return values
-    merged = read_toml(path.parent / base, (*seen, path.resolve()))
-    kwargs = {**merged.get("arch_kwargs", {}), **values.pop("arch_kwargs", {})}
-    return {**merged, **values, **({"arch_kwargs": kwargs} if kwargs else {})}
+    bases = values.pop("extends", [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _merge(merged, read_toml(path.parent / base, (*seen, path.resolve())))
+    return _merge(merged, values)
+
+
+def _merge(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    kwargs = {**base.get("arch_kwargs", {}), **values.get("arch_kwargs", {})}
+    return {**base, **values, **({"arch_kwargs": kwargs} if kwargs else {})}
 
 
 def load_config(spec: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from lgg_core.serving.records import (
     ModelRecord,
     build_gated,
     default_data_dir,
-    gateable,
+    gates,
     gated_name,
     load_model,
     load_predictor_for,
@@ -35,6 +35,7 @@ from lgg_core.serving.records import (
 )
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.gallery import with_gallery
+from lgg_core.data.inputs import lone_slice_inputs, stack_inputs
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
 from lgg_core.serving.catalog import CatalogError, CrossvalEntry, catalog_path, load_crossval
 from lgg_core.data.reader import DatasetError, find_root
@@ -133,9 +134,24 @@ def _gated(classifier: ModelRecord, segmenter: ModelRecord, mtimes: tuple[float,
 
 
 def gated_options() -> dict[str, tuple[ModelRecord, ModelRecord]]:
-    """Gated pipelines: every (classifier, segmenter) pair of usable models, by display name."""
+    """Gated pipelines: every (classifier, segmenter) pair of usable models that take the same inputs, by name."""
     return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items()
-            for s, sr in usable("segment").items() if gateable(sr)}
+            for s, sr in usable("segment").items() if gates(cr, sr)}
+
+
+def _inputs_of(name: str) -> str:
+    """What the segmenter or gated pipeline ``name`` takes (:data:`~lgg_core.data.inputs.INPUTS`)."""
+    return (gated_options()[name][1] if name.startswith(GATED_PREFIX) else usable("segment")[name]).inputs
+
+
+def dataset_inputs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
+    """What model ``name`` takes for ``rows`` of the loaded data (2.5D neighbours come from each volume)."""
+    return stack_inputs(data.images, data.index, _inputs_of(name), rows)
+
+
+def upload_inputs(name: str, images: np.ndarray) -> np.ndarray:
+    """What model ``name`` takes for uploaded slices, which come without neighbours (:func:`lone_slice_inputs`)."""
+    return lone_slice_inputs(images, _inputs_of(name))
 
 
 def shown_segmenters() -> dict[str, ModelRecord]:
@@ -195,8 +211,18 @@ def _stored_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
     return np.stack(masks).astype(np.float16)
 
 
+def lone_slice_note(name: str) -> str | None:
+    """What an uploaded slice gives ``name`` in place of neighbours, for models that take them (else None)."""
+    if _inputs_of(name) == "sequences":
+        return None
+    return ("Trained on FLAIR of a slice and its two neighbours: a lone slice gives it this slice's FLAIR in their "
+            "place, as at a volume's first and last slice (docs: Recipe search, what that costs).")
+
+
 def predict_with_gate(name: str, images: np.ndarray) -> tuple[np.ndarray, Gate | None]:
     """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline, and the pipeline's gate (None otherwise).
+
+    ``images`` are the model's inputs: :func:`dataset_inputs` or :func:`upload_inputs`.
 
     The gate comes from the same forward pass as the mask, so saying why a mask was dropped costs nothing more.
     """
@@ -210,7 +236,7 @@ def predict_with_gate(name: str, images: np.ndarray) -> tuple[np.ndarray, Gate |
 
 
 def predict_masks(name: str, images: np.ndarray) -> np.ndarray:
-    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline."""
+    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline, for its inputs ``images``."""
     return predict_with_gate(name, images)[0]
 
 
@@ -220,7 +246,7 @@ def _patient_outputs(name: str, dataset_hash: str, patient: str, weights_key: st
     data = dataset()
     if name in stored_only():
         return _stored_probs(name, data, data.rows([patient])), None
-    probs, gate = predict_with_gate(name, data.images[data.rows([patient])])
+    probs, gate = predict_with_gate(name, dataset_inputs(name, data, data.rows([patient])))
     return _half_probs(probs), gate
 
 
@@ -238,7 +264,7 @@ def _slice_outputs(name: str, dataset_hash: str, row: int, weights_key: str) -> 
     data = dataset()
     if name in stored_only():
         return _stored_probs(name, data, np.array([row]))[0], None
-    probs, gate = predict_with_gate(name, data.images[row : row + 1])
+    probs, gate = predict_with_gate(name, dataset_inputs(name, data, np.array([row])))
     return _half_probs(probs[0]), gate
 
 
@@ -535,7 +561,7 @@ def _half(result: Uncertainty) -> Uncertainty:
 def _slice_uncertainty(name: str, dataset_hash: str, row: int, weights_key: str) -> Uncertainty:
     data = dataset()
     # The unmirrored view is the cached prediction the page already shows: TTA costs one more forward pass.
-    return _half(tta_uncertainty(partial(predict_masks, name), data.images[row : row + 1],
+    return _half(tta_uncertainty(partial(predict_masks, name), dataset_inputs(name, data, np.array([row])),
                                  probs=slice_probs(name, data, row)[None]))
 
 
@@ -547,7 +573,7 @@ def slice_uncertainty(name: str, data: LGGData, row: int) -> Uncertainty:
 @st.cache_data(show_spinner=False, max_entries=8)
 def _patient_uncertainty(name: str, dataset_hash: str, patient: str, weights_key: str) -> Uncertainty:
     data = dataset()
-    return _half(tta_uncertainty(partial(predict_masks, name), data.images[data.rows([patient])],
+    return _half(tta_uncertainty(partial(predict_masks, name), dataset_inputs(name, data, data.rows([patient])),
                                  probs=patient_probs(name, data, patient)))
 
 

@@ -1,7 +1,8 @@
 """What a model sees of a slice: its three sequences, or FLAIR of the slice and its two neighbours (2.5D).
 
 Both are three uint8 channels, so every registry entry takes either without change; an artifact records which one
-it was trained on (``training.inputs``).
+it was trained on (``training.inputs``) and everything that runs it builds the same inputs from the volume. A slice
+met alone (an upload) has no neighbours: :func:`lone_slice_inputs`.
 """
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import pandas as pd
 INPUTS = ("sequences", "flair-2.5d")
 """``sequences``: pre-contrast, FLAIR, post-contrast of one slice. ``flair-2.5d``: FLAIR of slices n-1, n, n+1
 (the first and last slice repeat themselves where a neighbour is missing)."""
-SERVED_INPUTS = ("sequences",)
-"""Inputs the dashboard and ``lgg evaluate`` build today; other artifacts are recipe-search records."""
 FLAIR = 1
 
 
@@ -22,21 +21,40 @@ def check_inputs(inputs: str) -> None:
         raise ValueError(f"unknown inputs {inputs!r}; valid: {', '.join(INPUTS)}")
 
 
-def stack_inputs(images: np.ndarray, index: pd.DataFrame, inputs: str) -> np.ndarray:
-    """Model inputs (N, H, W, 3) uint8 for slices ``images`` described by ``index`` (sorted by patient, slice).
+def stack_inputs(
+    images: np.ndarray, index: pd.DataFrame, inputs: str, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Model inputs (N, H, W, 3) uint8 for ``rows`` of slices ``images`` described by ``index``.
 
-    ``sequences`` returns ``images`` itself (no copy).
+    Args:
+        images: every slice of the dataset (or of whole volumes), in ``index`` order.
+        index: ``patient`` per slice, sorted by patient, slice (as :class:`~lgg_core.data.cache.LGGData` keeps it).
+        inputs: one of :data:`INPUTS`.
+        rows: the slices wanted (default: all); their neighbours come from ``images`` whether wanted or not.
+
+    ``sequences`` with every row returns ``images`` itself (no copy).
+    """
+    check_inputs(inputs)
+    if inputs == "sequences":
+        return images if rows is None else images[rows]
+    patient = index["patient"].to_numpy()
+    rows = np.arange(len(patient)) if rows is None else np.asarray(rows)
+    previous = np.maximum(rows - 1, 0)
+    following = np.minimum(rows + 1, len(patient) - 1)
+    flair = images[..., FLAIR]
+    return np.stack([flair[np.where(patient[previous] == patient[rows], previous, rows)], flair[rows],
+                     flair[np.where(patient[following] == patient[rows], following, rows)]], axis=-1)
+
+
+def lone_slice_inputs(images: np.ndarray, inputs: str) -> np.ndarray:
+    """Model inputs for slices seen without their volume (an uploaded slice).
+
+    ``flair-2.5d`` then gets the slice's own FLAIR as both neighbours, as the first and last slice of a volume do.
     """
     check_inputs(inputs)
     if inputs == "sequences":
         return images
-    patient = index["patient"].to_numpy()
-    rows = np.arange(len(patient))
-    same_as_previous = np.r_[False, patient[1:] == patient[:-1]]
-    same_as_next = np.r_[patient[:-1] == patient[1:], False]
-    flair = images[..., FLAIR]
-    return np.stack([flair[np.where(same_as_previous, rows - 1, rows)], flair,
-                     flair[np.where(same_as_next, rows + 1, rows)]], axis=-1)
+    return np.repeat(images[..., FLAIR : FLAIR + 1], 3, axis=-1)
 
 
 def missing_sequences(images: np.ndarray, index: pd.DataFrame) -> dict[str, int]:

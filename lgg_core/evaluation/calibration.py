@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 from numpy.typing import ArrayLike
-from plotly.subplots import make_subplots
 
 PIXEL_BINS = 20
 SLICE_BINS = 10  # a few hundred test slices: wider bins keep each one populated
@@ -182,7 +180,8 @@ def classification_calibration(prob: ArrayLike, target: ArrayLike) -> dict[str, 
     return {"levels": {"slice": ReliabilityStats(SLICE_BINS).update(prob, target).to_dict()}}
 
 
-def _score(value: Any) -> str:
+def format_score(value: Any) -> str:
+    """A score to three decimals, "–" when missing."""
     return f"{value:.3f}" if isinstance(value, (int, float)) and np.isfinite(value) else "–"
 
 
@@ -196,11 +195,11 @@ def calibration_metrics(calibration: dict[str, Any]) -> list[tuple[str, str, str
     for name, level in calibration["levels"].items():
         unit = "pixels" if name == "pixel" else "slices"
         label = f"{LEVEL_NAMES.get(name, name)} ECE" + (", all pixels" if name == "pixel" else "")
-        out.append((label, _score(level["ece"]), f"MCE {_score(level.get('mce'))} · Brier score "
-                    f"{_score(level.get('brier'))} · {_count(level.get('samples'))} {unit}"))
+        out.append((label, format_score(level["ece"]), f"MCE {format_score(level.get('mce'))} · Brier score "
+                    f"{format_score(level.get('brier'))} · {_count(level.get('samples'))} {unit}"))
         if name == "pixel" and isinstance(unsure := level.get("unsure"), dict):
-            out.append((f"{LEVEL_NAMES[name]} ECE, p ≥ {UNSURE_MIN_PROB:g}", _score(unsure.get("ece")),
-                        f"MCE {_score(unsure.get('mce'))} · {_count(unsure.get('samples'))} pixels"))
+            out.append((f"{LEVEL_NAMES[name]} ECE, p ≥ {UNSURE_MIN_PROB:g}", format_score(unsure.get("ece")),
+                        f"MCE {format_score(unsure.get('mce'))} · {_count(unsure.get('samples'))} pixels"))
     return out
 
 
@@ -217,38 +216,3 @@ def calibration_caption(calibration: dict[str, Any]) -> str:
                  "level a segmenter's tumor probability is its highest pixel probability: above 0.5 the slice "
                  "gets a mask.")
     return text
-
-
-def reliability_figure(level: dict[str, Any], title: str) -> go.Figure:
-    """Reliability diagram of one level of a calibration report, with the bins' sample counts below it.
-
-    Marker size grows with the bin's share of samples; the counts panel is logarithmic because at pixel level the
-    first bin holds nearly everything.
-    """
-    edges = np.asarray(level["edges"], float)
-    centres, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
-    count = np.asarray(level["count"], float)
-    filled = count > 0
-    mean_prob = np.array([np.nan if v is None else v for v in level["mean_prob"]], float)
-    frequency = np.array([np.nan if v is None else v for v in level["frequency"]], float)
-    share = count / max(count.sum(), 1)
-    ranges = [f"{a:.2f}–{b:.2f}" for a, b in zip(edges[:-1], edges[1:])]
-
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                             line={"dash": "dash", "color": "grey"}, hoverinfo="skip"), row=1, col=1)
-    fig.add_trace(go.Scatter(
-        x=mean_prob[filled], y=frequency[filled], mode="lines+markers", name="model",
-        marker={"size": 6 + 24 * np.sqrt(share[filled]), "color": "#0072B2"},
-        text=np.array(ranges)[filled], customdata=count[filled],
-        hovertemplate="bin %{text}<br>mean probability %{x:.3f}<br>tumor share %{y:.3f}"
-                      "<br>samples %{customdata:,}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=centres[filled], y=count[filled], width=width * 0.9, name="samples per bin",
-                         marker_color="#999999", showlegend=False,
-                         hovertemplate="samples %{y:,}<extra></extra>"), row=2, col=1)
-    fig.update_xaxes(range=[0, 1], row=1, col=1)
-    fig.update_xaxes(range=[0, 1], title_text="predicted tumor probability", row=2, col=1)
-    fig.update_yaxes(range=[0, 1.02], title_text="observed tumor share", row=1, col=1)
-    fig.update_yaxes(type="log", title_text="samples", row=2, col=1)
-    return fig.update_layout(title=f"{title} · ECE {_score(level['ece'])}", height=480, margin={"t": 50, "b": 40},
-                             legend={"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.6)"})

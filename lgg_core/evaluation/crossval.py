@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 
 from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import format_p, paired_difference
@@ -118,15 +116,6 @@ def expected_folds(fold_artifacts: list[Path]) -> int:
 def evaluated(fold_artifacts: list[Path]) -> list[Path]:
     """The folds whose ``eval/patients.csv`` exists: a run in progress pools only these."""
     return [d for d in fold_artifacts if (d / "eval" / "patients.csv").is_file()]
-
-
-def folds_figure(pooled: pd.DataFrame, variant: str = "raw") -> go.Figure:
-    """Per-patient Dice of one variant, one box per fold: whether one fold carries the mean."""
-    rows = pooled[pooled["variant"] == variant].assign(fold=lambda t: "fold " + t["fold"].astype(str))
-    fig = px.box(rows, x="fold", y="dice", points="all", hover_data=["patient", "institution"],
-                 title=f"Per-patient Dice by held-out fold ({VARIANT_NAMES.get(variant, variant)})",
-                 labels={"dice": "per-patient Dice", "fold": ""})
-    return fig.update_yaxes(range=[0, 1.02])
 
 
 def summary_display(table: pd.DataFrame) -> pd.DataFrame:

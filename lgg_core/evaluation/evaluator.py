@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lgg_core.serving.artifacts import artifact_name, load_artifact, render_card, write_json, write_table
+from lgg_core.serving.artifacts import artifact_inputs, artifact_name, load_artifact, render_card, write_json, write_table
 from lgg_core.data.cache import LGGData
+from lgg_core.data.inputs import stack_inputs
 from lgg_core.data.reader import MASK_SHAPE
 from lgg_core.serving.inference import predict, predict_plain_and_tta
 from lgg_core.evaluation.calibration import SegmentationReliability, classification_calibration
@@ -32,7 +33,7 @@ def test_patients(artifact_dir: str | Path) -> list[str]:
 
 
 def _patient_probs(
-    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None
+    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None, inputs: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(rows, plain, flip-TTA probabilities) of one patient at a time, ``rows`` grouped by patient.
 
@@ -44,8 +45,8 @@ def _patient_probs(
     end, first = next(ends), 0
     raw = tta = np.zeros((0, *MASK_SHAPE), np.float32)
     for start in range(0, len(rows), batch_size):
-        batch = predict_plain_and_tta(model, data.images[rows[start:start + batch_size]], "segment", batch_size,
-                                      input_size)
+        batch_inputs = stack_inputs(data.images, data.index, inputs, rows[start:start + batch_size])
+        batch = predict_plain_and_tta(model, batch_inputs, "segment", batch_size, input_size)
         raw, tta = np.concatenate([raw, batch[0]]), np.concatenate([tta, batch[1]])
         while end is not None and end <= start + len(batch[0]):
             k = end - first
@@ -63,14 +64,14 @@ def _patient_tables(
 
 
 def _evaluate_segmenter(
-    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None
+    model: torch.nn.Module, data: LGGData, rows: np.ndarray, batch_size: int, input_size: int | None, inputs: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
     """Slice and patient tables (variant by variant, patients in index order), calibration and predicted masks."""
     slices = {variant: [] for variant in SEG_VARIANTS}
     patients = {variant: [] for variant in SEG_VARIANTS}
     masks = {"raw": [], "tta": []}
     calibration = SegmentationReliability()
-    for patient_rows, raw, tta in _patient_probs(model, data, rows, batch_size, input_size):
+    for patient_rows, raw, tta in _patient_probs(model, data, rows, batch_size, input_size, inputs):
         tables, rows_of_patient, predicted = _patient_tables({"raw": raw, "tta": tta}, data, patient_rows)
         for variant in SEG_VARIANTS:
             slices[variant].append(tables[variant])
@@ -161,16 +162,17 @@ def evaluate(
     if data.dataset_hash != config["training"]["dataset_hash"]:
         warnings.warn("the data differs from the data the model was trained on (dataset hash mismatch)")
     rows = data.rows(patients)
-    task, size = config["task"], config["training"].get("input_size")
+    task, size, inputs = config["task"], config["training"].get("input_size"), artifact_inputs(config)
     if task == "segment":
-        slices, per_patient, calibration, masks = _evaluate_segmenter(model, data, rows, batch_size, size)
+        slices, per_patient, calibration, masks = _evaluate_segmenter(model, data, rows, batch_size, size, inputs)
         variants = segmentation_summary(slices, per_patient)
         write_table(artifact_dir / "eval" / "patients.csv", per_patient)
         meta = data.index.iloc[rows]
         save_masks(artifact_dir / "eval" / PREDICTIONS_FILE, meta["patient"].to_numpy(), meta["slice"].to_numpy(),
                    masks)
     else:
-        slices, variants = _classification_outputs(predict(model, data.images[rows], task, batch_size, size), data, rows)
+        probs = predict(model, stack_inputs(data.images, data.index, inputs, rows), task, batch_size, size)
+        slices, variants = _classification_outputs(probs, data, rows)
         calibration = classification_calibration(slices["prob"], slices["true_tumor"])
     summary = {"task": task, "headline": headline(task, variants), "variants": variants,
                "dataset_hash": data.dataset_hash, "patients": sorted(patients)}

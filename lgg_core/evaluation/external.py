@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.data.cache import LGGData
+from lgg_core.data.inputs import stack_inputs
 from lgg_core.data.external import Predictions, PredictedMasksError, listing, read_predictions_bytes
 from lgg_core.evaluation.reference import fold0_patients, load_reference, others
 from lgg_core.evaluation.tables import mask_tables, metrics_markdown, segmentation_summary
@@ -114,7 +115,8 @@ def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> Non
 
 
 def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size: int = 16) -> Predictions:
-    """Masks of a segmenter (anything with ``predict(uint8 slices) -> probabilities``) on ``patients``' slices.
+    """Masks of a segmenter on ``patients``' slices: anything with ``inputs`` (what it takes:
+    :data:`~lgg_core.data.inputs.INPUTS`) and ``predict(uint8 inputs) -> probabilities``.
 
     A model given by reference (e.g. :class:`~lgg_core.serving.onnx_backend.ForeignOnnxSegmenter`) is scored by
     :func:`score` like predictions made elsewhere, thresholded at 0.5 as the zoo's models are.
@@ -123,7 +125,7 @@ def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size
     numbers = data.index["slice"].to_numpy()
     for patient in patients:
         rows = data.rows([patient])
-        probs = predictor.predict(data.images[rows], batch_size=batch_size)
+        probs = predictor.predict(stack_inputs(data.images, data.index, predictor.inputs, rows), batch_size=batch_size)
         masks[patient] = {int(n): p > 0.5 for n, p in zip(numbers[rows], probs)}
     return Predictions(masks)
 

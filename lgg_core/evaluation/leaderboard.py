@@ -1,6 +1,6 @@
 """The leaderboard: one row per model, post-processing variant and classifier-gated pipeline from the eval tables,
-the per-institution table, the table's display (headers, formats, "–" for empty cells) and the Plotly figures of the
-Leaderboard page (per-patient tables and pairwise tests: :mod:`lgg_core.evaluation.stats`).
+the per-institution table and the table's display (headers, formats, "–" for empty cells); per-patient tables and
+pairwise tests: :mod:`lgg_core.evaluation.stats`; the page's figures: :mod:`lgg_core.app.charts`.
 
 No model runs here: the variants come from ``eval/`` tables written by ``lgg evaluate``, and a gated pipeline's
 results follow exactly from its classifier's and segmenter's slice tables
@@ -15,24 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 
 from lgg_core.evaluation.failures import gated_slices, raw_slices
 from lgg_core.evaluation.metrics import bootstrap_ci
-from lgg_core.evaluation.stats import (
-    A_BETTER,
-    B_BETTER,
-    METRIC_LABELS,
-    NO_DIFFERENCE,
-    format_p,
-    gated_patients,
-    mean_ci_by,
-    ordered_pairs,
-    variant_patients,
-)
+from lgg_core.evaluation.stats import gated_patients, mean_ci_by, variant_patients
 from lgg_core.serving.latency import Latency
-from lgg_core.serving.records import EvalTables, ModelRecord, gateable, gated_name
+from lgg_core.serving.records import EvalTables, ModelRecord, gated_name, gates
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -194,13 +182,12 @@ def gated_row(classifier: tuple[ModelRecord, EvalTables], segmenter: tuple[Model
     return row
 
 
-def _gateable(items: list[tuple[ModelRecord, EvalTables | None, str | None]]
-              ) -> tuple[list[tuple[ModelRecord, EvalTables]], list[tuple[ModelRecord, EvalTables]]]:
-    """(classifiers, segmenters) that can form a gated pipeline: evaluated, and segmenters not gated already."""
+def _gated_pairs(items: list[tuple[ModelRecord, EvalTables | None, str | None]]
+                 ) -> list[tuple[tuple[ModelRecord, EvalTables], tuple[ModelRecord, EvalTables]]]:
+    """(classifier, segmenter) pairs that form a gated pipeline (:func:`~lgg_core.serving.records.gates`), both
+    evaluated."""
     evaluated = [(r, t) for r, t, _ in items if t is not None]
-    classifiers = [(r, t) for r, t in evaluated if r.task == "classify"]
-    segmenters = [(r, t) for r, t in evaluated if gateable(r) and t.patients is not None]
-    return classifiers, segmenters
+    return [(c, s) for c in evaluated for s in evaluated if gates(c[0], s[0]) and s[1].patients is not None]
 
 
 def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]], gated: bool = True) -> list[dict]:
@@ -213,8 +200,7 @@ def all_rows(items: list[tuple[ModelRecord, EvalTables | None, str | None]], gat
         if tables is not None and record.task == "segment":
             rows += variant_rows(record, tables)
     if gated:
-        classifiers, segmenters = _gateable(items)
-        rows += [gated_row(c, s) for c in classifiers for s in segmenters]
+        rows += [gated_row(c, s) for c, s in _gated_pairs(items)]
     return rows
 
 
@@ -271,11 +257,9 @@ def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]
             name, part_kind = (record.name, kind) if variant == "raw" else (variant_name(record.name, variant),
                                                                             POST_PROCESSING)
             parts.append(variant_patients(tables, variant).assign(model=name, kind=part_kind))
-    classifiers, segmenters = _gateable(items) if gated else ([], [])
-    for c_record, c_tables in classifiers:
-        for s_record, s_tables in segmenters:
-            parts.append(gated_patients(c_tables, s_tables).assign(model=gated_name(c_record.name, s_record.name),
-                                                                    kind=GATED))
+    for (c_record, c_tables), (s_record, s_tables) in _gated_pairs(items) if gated else []:
+        parts.append(gated_patients(c_tables, s_tables).assign(model=gated_name(c_record.name, s_record.name),
+                                                                kind=GATED))
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
@@ -346,167 +330,6 @@ def styled(table: pd.DataFrame) -> Styler:
             if not _missing(value):
                 style = style.format(lambda _, text=_value_ci(value, low, high): text, subset=([i], [metric]))
     return style
-
-
-def dice_distribution_figure(per_patient: pd.DataFrame) -> go.Figure:
-    """Per-patient Dice of each model as a box with all points."""
-    fig = px.box(per_patient, x="model", y="dice", points="all", hover_data=["patient", "institution"],
-                 title="Per-patient Dice (held-out patients)", labels={"dice": "per-patient Dice", "model": ""})
-    return fig.update_yaxes(range=[0, 1.02])
-
-
-# Scatter geometry. Labels are placed in pixels, so the figure's height and margins are fixed here; its width follows
-# the page, and labels are laid out for the narrowest plot area the page's half-width columns give on a laptop
-# screen (wider plots only add room between them).
-SCATTER_HEIGHT = 440
-SCATTER_MARGIN = {"l": 64, "r": 24, "t": 64, "b": 56}
-PLOT_WIDTH_PX = 420
-FONT_PX = 12
-_CHAR_PX = 0.62 * FONT_PX  # a generous average glyph width, so estimated boxes are never smaller than drawn ones
-_LINE_PX = 1.3 * FONT_PX
-_MARKER_PX = 5  # marker radius (Plotly's default marker size is 6 px across; larger here)
-_GAP_PX = 3
-# A label keeps this far from other points' markers, so that it is never read as theirs; points closer to its own
-# than _NEAR_PX are read as one spot (a model and its variants), and its label need only not cover them.
-_CLEARANCE_PX = 8
-_NEAR_PX = 3 * _MARKER_PX
-# Plotly text positions tried around each point, nearest first; (dx, dy) is the label box centre's offset from the
-# point in units of (half label width + marker + gap, half label height + marker + gap), y up.
-_PLACES = {
-    "top center": (0, 1), "bottom center": (0, -1), "middle right": (1, 0), "middle left": (-1, 0),
-    "top right": (1, 1), "top left": (-1, 1), "bottom right": (1, -1), "bottom left": (-1, -1),
-}
-# Marker and colour (Okabe–Ito, colour-blind safe) per kind, in the order labels are handed out and legends list them.
-KIND_STYLE = {MODEL: ("circle", "#0072B2"), GATED: ("square", "#009E73"), POST_PROCESSING: ("diamond", "#E69F00")}
-
-
-def _span(values: np.ndarray) -> tuple[float, float]:
-    """Axis range with room around the points (8% of the span each side; ±10% of the value for a single one)."""
-    low, high = float(np.min(values)), float(np.max(values))
-    pad = 0.08 * (high - low) if high > low else max(abs(low) * 0.1, 0.05)
-    return low - pad, high + pad
-
-
-def label_boxes(px_xy: np.ndarray, labels: list[str], width: float, height: float
-                ) -> tuple[list[str | None], list[tuple[float, float, float, float] | None]]:
-    """Greedy non-overlapping label placement in pixels (origin bottom left).
-
-    Points are taken in the given order (put the important ones first); each label gets the first of
-    :data:`_PLACES` whose box stays inside the plot area, overlaps no placed label and no marker, and keeps
-    :data:`_CLEARANCE_PX` from the markers of points farther than :data:`_NEAR_PX`, or no label (None) when none
-    fits: that point is then named by its hover text only.
-
-    Returns:
-        Per point, the Plotly ``textposition`` (or None) and the label box (x0, y0, x1, y1) (or None).
-    """
-    placed: list[tuple[float, float, float, float]] = []
-    positions: list[str | None] = []
-    boxes: list[tuple[float, float, float, float] | None] = []
-    for i, ((x, y), label) in enumerate(zip(px_xy, labels, strict=True)):
-        half_w, half_h = len(label) * _CHAR_PX / 2, _LINE_PX / 2
-        distance = np.hypot(*(px_xy - (x, y)).T)
-        reach = np.where(distance < _NEAR_PX, _MARKER_PX, _MARKER_PX + _CLEARANCE_PX)
-        others = [(ox - r, oy - r, ox + r, oy + r) for j, ((ox, oy), r) in enumerate(zip(px_xy, reach, strict=True))
-                  if j != i]
-        chosen = None
-        for position, (dx, dy) in _PLACES.items():
-            cx, cy = x + dx * (half_w + _MARKER_PX + _GAP_PX), y + dy * (half_h + _MARKER_PX + _GAP_PX)
-            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
-            inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
-            if inside and not any(_overlap(box, other) for other in [*placed, *others]):
-                chosen = position, box
-                break
-        positions.append(chosen[0] if chosen else None)
-        boxes.append(chosen[1] if chosen else None)
-        if chosen:
-            placed.append(chosen[1])
-    return positions, boxes
-
-
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def scatter_figure(table: pd.DataFrame, x: str, y: str, title: str, log_x: bool = False,
-                   plot_width_px: int = PLOT_WIDTH_PX) -> go.Figure:
-    """One point per row (rows missing x or y are left out), marked by kind, labelled where a label fits.
-
-    Labels never overlap each other or a point and never leave the plot area (:func:`label_boxes`); points whose
-    label does not fit are named on hover, and the title says how many.
-    """
-    # Labels go to models first, then gated pipelines, then variants, each best first.
-    data = table.dropna(subset=[x, y])
-    data = data.assign(_kind=data["kind"].map({k: i for i, k in enumerate(KIND_STYLE)}).fillna(len(KIND_STYLE)))
-    data = data.sort_values(["_kind", y], ascending=[True, False], kind="stable")
-    fig = go.Figure()
-    if data.empty:
-        return fig.update_layout(title=title)
-    xs = np.log10(data[x].to_numpy(float)) if log_x else data[x].to_numpy(float)
-    ys = data[y].to_numpy(float)
-    (x0, x1), (y0, y1) = _span(xs), _span(ys)
-    height = SCATTER_HEIGHT - SCATTER_MARGIN["t"] - SCATTER_MARGIN["b"]
-    px_xy = np.column_stack([(xs - x0) / (x1 - x0) * plot_width_px, (ys - y0) / (y1 - y0) * height])
-    positions, _ = label_boxes(px_xy, data["model"].tolist(), plot_width_px, height)
-    data = data.assign(_position=[p or "top center" for p in positions],
-                       _text=[m if p else "" for m, p in zip(data["model"], positions, strict=True)])
-    x_label, y_label = LABELS.get(x, x), LABELS.get(y, y).replace(" (95% CI)", "")
-    x_format = ".3s" if x == "params" else ".4g"  # 4.4M parameters, not 4400000
-    for _, part in data.groupby("_kind", sort=True):
-        kind = part["kind"].iloc[0]
-        symbol, colour = KIND_STYLE.get(kind, ("circle", "#555555"))
-        fig.add_trace(go.Scatter(
-            x=part[x], y=part[y], mode="markers+text", name=kind, text=part["_text"],
-            textposition=part["_position"].tolist(), cliponaxis=False, customdata=part[["model"]],
-            marker={"symbol": symbol, "color": colour, "size": 2 * _MARKER_PX},
-            textfont={"size": FONT_PX}, hovertemplate=f"%{{customdata[0]}}<br>{x_label}: %{{x:{x_format}}}<br>"
-                                                      f"{y_label}: %{{y:.3f}}<extra></extra>"))
-    hidden = sum(p is None for p in positions)
-    if hidden:
-        title += f"<br><sup>{hidden} of {len(positions)} labels left out where they would overlap: hover a point</sup>"
-    fig.update_xaxes(title=x_label, type="log" if log_x else "linear", range=[x0, x1],
-                     tickformat="~s" if x == "params" else None)
-    fig.update_yaxes(title=y_label, range=[y0, y1])
-    return fig.update_layout(title=title, height=SCATTER_HEIGHT, margin=SCATTER_MARGIN,
-                             legend={"orientation": "h", "y": -0.18})
-
-
-def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
-    """Grouped bars: mean per-patient Dice per institution and model, with 95% CI whiskers and patient counts."""
-    data = breakdown.assign(plus=breakdown["ci_high"] - breakdown["dice"],
-                            minus=breakdown["dice"] - breakdown["ci_low"])
-    fig = px.bar(data, x="institution", y="dice", color="model", barmode="group", error_y="plus",
-                 error_y_minus="minus", hover_data={"patients": True, "plus": False, "minus": False},
-                 labels={"dice": "mean per-patient Dice", "institution": "institution", "patients": "patients"},
-                 title="Mean per-patient Dice by institution (whiskers: 95% CI over patients; none for one patient)")
-    return fig.update_yaxes(range=[0, 1.05])
-
-
-# The matrix reads from the row model's side: "A better" in an ordered pair means the row model is better.
-ROW_VERDICT = {A_BETTER: "better", B_BETTER: "worse", NO_DIFFERENCE: "n.s."}
-
-
-def pairwise_figure(pairs: pd.DataFrame) -> go.Figure:
-    """Heatmap "is the row model better than the column model?" from :func:`lgg_core.evaluation.stats.pairwise`.
-
-    Colour: mean per-patient difference, row − column, blue when the row model scores higher (zero is white); text:
-    that difference, the row model's verdict after Holm and the Holm-adjusted p.
-    """
-    models = list(dict.fromkeys([*pairs["a"], *pairs["b"]]))  # pairwise's ranking, best first
-    cells = ordered_pairs(pairs).set_index(["a", "b"])
-    grid = [[cells.loc[(row, col)] if row != col else None for col in models] for row in models]
-    z = [[None if c is None else c["mean_diff"] for c in line] for line in grid]
-    text = [["" if c is None else f"{c['mean_diff']:+.3f}<br>{ROW_VERDICT.get(c['verdict'], c['verdict'])}<br>"
-             f"p {format_p(c['p_holm'])}" for c in line] for line in grid]
-    label = METRIC_LABELS[pairs["metric"].iloc[0]]
-    fig = go.Figure(go.Heatmap(
-        z=z, x=models, y=models, text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0,
-        colorbar={"title": {"text": "mean difference<br>row − column"}},
-        hovertemplate="row %{y} − column %{x}<br>%{text}<extra></extra>"))
-    # Every label shown and cells that keep their three lines legible: the figure grows with the number of models.
-    fig.update_xaxes(showgrid=False, tickmode="array", tickvals=models, tickangle=-40)
-    fig.update_yaxes(autorange="reversed", title="row model", showgrid=False, tickmode="array", tickvals=models)
-    return fig.update_layout(title=f"Is the row model better than the column model? ({label})",
-                             xaxis_title="column model", height=220 + 64 * len(models), font={"size": 11})
 
 
 def _ci_text(value: float, ci: list[float]) -> str:

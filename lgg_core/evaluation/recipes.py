@@ -30,6 +30,7 @@ class RecipeRun:
     name: str
     training: dict[str, Any]
     dice: pd.Series
+    folder: Path
 
     def lever(self, field: str) -> Any:
         return self.training.get(field, _DEFAULTS.get(field))
@@ -49,7 +50,7 @@ def read_run(folder: Path) -> RecipeRun:
     dice = training.get("val_patient_dice")
     if not isinstance(dice, dict) or not dice:
         raise ValueError(f"{folder} records no per-patient validation Dice (train it with train/recipes.sh)")
-    return RecipeRun(folder.name, training, pd.Series(dice, dtype=float).sort_index())
+    return RecipeRun(folder.name, training, pd.Series(dice, dtype=float).sort_index(), folder)
 
 
 def find_runs(paths: list[str | Path]) -> list[RecipeRun]:
@@ -109,6 +110,32 @@ def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_
                 row.update(whole_diff=diff["mean_diff"], whole_low=diff["ci_low"], whole_high=diff["ci_high"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def recipe_curve(runs: list[RecipeRun]) -> pd.DataFrame:
+    """Validation per-patient Dice after every epoch of every run, against the CPU-minutes spent so far.
+
+    ``epochs.csv`` times each epoch (wall seconds); the run's measured process CPU time (``training.cpu_time_s``) is
+    shared out over its epochs in proportion, so the last epoch of a run lands on its recorded cost. One row per run
+    and epoch: run, model, fold, changes (as in :func:`recipe_table`), epoch (1-based), cpu_min, dice.
+    """
+    rows = []
+    for run in runs:
+        epochs = pd.read_csv(run.folder / "epochs.csv")
+        elapsed = epochs["seconds"].cumsum()
+        cpu_s = run.training.get("cpu_time_s") or run.training.get("wall_time_s") or float(elapsed.iloc[-1])
+        changes = _changes(run, baseline_of(run, runs))
+        for (_, epoch), spent in zip(epochs.iterrows(), elapsed / elapsed.iloc[-1] * cpu_s / 60):
+            rows.append({"run": run.name, "model": run.key[0], "fold": run.key[1], "changes": changes,
+                         "epoch": int(epoch["epoch"]) + 1, "cpu_min": float(spent), "dice": float(epoch["val_score"])})
+    return pd.DataFrame(rows)
+
+
+def curve_markdown(curve: pd.DataFrame) -> str:
+    """A markdown table of :func:`recipe_curve`."""
+    return "\n".join(["| run | changes | epoch | CPU-min | validation per-patient Dice |", "|---|---|---:|---:|---:|",
+                      *(f"| {r.run} | {r.changes} | {r.epoch} | {r.cpu_min:.1f} | {r.dice:.3f} |"
+                        for r in curve.itertuples())])
 
 
 def recipe_markdown(table: pd.DataFrame) -> str:

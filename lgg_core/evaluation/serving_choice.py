@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from lgg_core.data.cache import LGGData
+from lgg_core.data.inputs import stack_inputs
 from lgg_core.data.splits import load_split
 from lgg_core.data.transforms import normalize, resize_input
 from lgg_core.evaluation.metrics import volume_dice
-from lgg_core.serving.artifacts import read_config
+from lgg_core.serving.artifacts import artifact_inputs, read_config
 from lgg_core.serving.cpu_paths import (
     INT8_FILE,
     PATHS,
@@ -78,8 +79,9 @@ def calibration_inputs(artifact_dir: str | Path, data: LGGData, n: int = CALIBRA
     with_tumor = rng.choice(rows[tumor], min(n // 2, int(tumor.sum())), replace=False)
     rest = rng.choice(np.setdiff1d(rows, with_tumor), n - len(with_tumor), replace=False)
     pick = np.sort(np.concatenate([with_tumor, rest]))
-    size = read_config(folder).get("training", {}).get("input_size")
-    inputs = resize_input(normalize(data.images[pick]), size).numpy()
+    config = read_config(folder)
+    size = config.get("training", {}).get("input_size")
+    inputs = resize_input(normalize(stack_inputs(data.images, data.index, artifact_inputs(config), pick)), size).numpy()
     return np.ascontiguousarray(inputs, dtype=np.float32), sorted(set(data.index["patient"].to_numpy()[pick]))
 
 
@@ -94,7 +96,7 @@ def held_out_quality(predictor: Predictor, data: LGGData, patients: list[str],
     per_patient, correct, total = {}, 0, 0
     for patient in patients:
         rows = data.rows([patient])
-        prob = predictor.predict(data.images[rows], batch_size=batch_size)
+        prob = predictor.predict(stack_inputs(data.images, data.index, predictor.inputs, rows), batch_size=batch_size)
         if predictor.task == "segment":
             per_patient[patient] = volume_dice(prob > 0.5, data.masks[rows] > 0)
         else:

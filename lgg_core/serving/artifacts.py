@@ -27,7 +27,7 @@ from lgg_core.models import (
     model_info,
     read_config,
 )
-from lgg_core.data.inputs import SERVED_INPUTS
+from lgg_core.data.inputs import check_inputs
 from lgg_core.data.splits import save_split
 from lgg_core.serving.checks import missing_weights_message
 
@@ -170,19 +170,20 @@ def write_artifact(
     return out_dir
 
 
-def check_served_inputs(config: dict[str, Any]) -> None:
-    """Refuse a model trained on inputs that evaluation and the dashboard do not build (a recipe-search record).
-
-    Fed the three sequences instead, such a model would give wrong masks without a word.
+def artifact_inputs(config: dict[str, Any]) -> str:
+    """What the model takes as input (``training.inputs``; :data:`~lgg_core.data.inputs.INPUTS`), ``sequences`` when
+    the record predates the choice.
 
     Raises:
-        ArtifactError: ``training.inputs`` is not one of :data:`~lgg_core.data.inputs.SERVED_INPUTS`.
+        ArtifactError: an input kind this version does not know how to build (fed the three sequences instead, such
+            a model would give wrong masks without a word).
     """
     inputs = (config.get("training") or {}).get("inputs", "sequences")
-    if inputs not in SERVED_INPUTS:
-        raise ArtifactError(f"this model was trained on {inputs!r} inputs, which the dashboard and `lgg evaluate` "
-                            f"do not build yet (they serve {', '.join(SERVED_INPUTS)}): its record is kept for the "
-                            "recipe search only (`lgg recipes`)")
+    try:
+        check_inputs(inputs)
+    except ValueError as err:
+        raise ArtifactError(f"config.json training.inputs: {err}") from None
+    return inputs
 
 
 def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple[LGGModel, dict[str, Any]]:
@@ -203,7 +204,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple
     # LGGModel's loader before it builds anything.
     config = read_config(path)
     check_config(config)
-    check_served_inputs(config)
+    artifact_inputs(config)
     if "parts" in config:
         parts = [load_artifact(part, device)[0] for part in part_dirs(path, config)]
         extra = {k: v for k, v in config["arch_kwargs"].items() if k in _COMPOSITE_EXTRAS}
@@ -244,7 +245,7 @@ def inspect_artifact(folder: str | Path) -> tuple[dict[str, Any], bool]:
     folder = Path(folder)
     config = read_config(folder)
     check_config(config)
-    check_served_inputs(config)
+    inputs = artifact_inputs(config)
     if "parts" not in config:
         if not (folder / SAFETENSORS_SINGLE_FILE).is_file():
             return config, False
@@ -255,6 +256,9 @@ def inspect_artifact(folder: str | Path) -> tuple[dict[str, Any], bool]:
         part_config, part_present = inspect_artifact(part)
         if "parts" in part_config:
             raise ArtifactError(f"{folder}: part {part.name} is itself made of parts; nesting is not supported")
+        if artifact_inputs(part_config) != inputs:
+            raise ArtifactError(f"{folder}: part {part.name} takes {artifact_inputs(part_config)!r} inputs where the "
+                                f"composite records {inputs!r}; its parts must share one input")
         parts.append((part_config["arch"], part_config.get("arch_kwargs") or {}))
         present &= part_present
     expected = composite_kwargs(config["arch"], parts)
@@ -287,7 +291,8 @@ def write_reference(out_dir: str | Path, arch: str, parts: list[str | Path], ove
     trainings = [c["training"] for c in configs]
     for key, values in {"split": [s.get("roles") for s in splits],
                         "dataset": [t["dataset_hash"] for t in trainings],
-                        "input size": [t.get("input_size") for t in trainings]}.items():
+                        "input size": [t.get("input_size") for t in trainings],
+                        "inputs": [artifact_inputs(c) for c in configs]}.items():
         if any(v != values[0] for v in values):
             raise ValueError(f"the parts of {out_dir.name} differ in {key}; a composite needs one")
     arch_kwargs = {**composite_kwargs(arch, [(c["arch"], c.get("arch_kwargs") or {}) for c in configs]), **kwargs}
@@ -298,6 +303,7 @@ def write_reference(out_dir: str | Path, arch: str, parts: list[str | Path], ove
         "task": model_info(arch)["task"], "parts": [p.name for p in paths], "fold": first["fold"],
         "k": first.get("k"), "split_seed": first.get("split_seed"),
         "patients": first["patients"], "dataset_hash": first["dataset_hash"], "input_size": first.get("input_size"),
+        "inputs": artifact_inputs(configs[0]),
         "protocol": first.get("protocol") if all(t.get("protocol") == first.get("protocol") for t in trainings)
         else None, "split_file": "split.json",
         **{k: round(sum(t.get(k) or 0 for t in trainings), 1) for k in ("wall_time_s", "cpu_time_s")},
@@ -373,7 +379,7 @@ def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, m
         "params": f"{config['params']:,}", "n_test": t["patients"]["test"], "n_val": t["patients"]["val"],
         "n_train": t["patients"]["train"], "wall_time_min": round(t["wall_time_s"] / 60, 1),
         "cpu_time_min": round(t["cpu_time_s"] / 60, 1) if t.get("cpu_time_s") else None,
-        "metrics_table": metrics_table,
+        "metrics_table": metrics_table, "inputs": artifact_inputs(config),
     }
     card = ModelCard.from_template(card_data, template_path=str(TEMPLATE), **fields)
     return str(card)

@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from lgg_core.serving.artifacts import load_artifact, read_config
+from lgg_core.serving.artifacts import artifact_inputs, load_artifact, read_config
 from lgg_core.serving.checks import missing_weights_message
 from lgg_core.serving.cpu_paths import INT8_FILE, ONNX_FILES, PATHS, recorded_path
 from lgg_core.serving.device import pick_device
@@ -186,6 +186,7 @@ class OnnxPredictor:
         backend: ``"onnxruntime"``.
         precision: ``"fp32"`` (model.onnx) or ``"int8"`` (model.int8.onnx).
         task: ``"segment"`` or ``"classify"``.
+        inputs: What :meth:`predict` expects (:func:`~lgg_core.serving.artifacts.artifact_inputs`).
         config: The artifact's config.json.
     """
 
@@ -197,6 +198,7 @@ class OnnxPredictor:
         self.precision = precision
         self.config = read_config(artifact_dir)
         self.task = self.config["task"]
+        self.inputs = artifact_inputs(self.config)
         # The graph's height and width are fixed at export, so every input is resized to them.
         self.input_size = _graph_size(self.config)
         self.session = _session(Path(artifact_dir) / ONNX_FILES[precision])
@@ -221,6 +223,7 @@ class TorchPredictor:
         backend: ``"pytorch"``.
         precision: ``"fp32"``, or ``"bf16"`` (autocast, channels_last; bf16 only where the device has it natively).
         task: ``"segment"`` or ``"classify"``.
+        inputs: What :meth:`predict` expects (:func:`~lgg_core.serving.artifacts.artifact_inputs`).
         config: The artifact's config.json.
         model: The ``LGGModel`` in eval mode.
     """
@@ -236,6 +239,7 @@ class TorchPredictor:
             # oneDNN's bf16 convolutions (AVX512-BF16, AMX) run on NHWC; NCHW would add a reorder per layer.
             self.model = self.model.to(memory_format=torch.channels_last)
         self.task = self.config["task"]
+        self.inputs = artifact_inputs(self.config)
         self.input_size = self.config.get("training", {}).get("input_size")
 
     def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
@@ -345,7 +349,7 @@ class ForeignOnnxSegmenter:
             take one N x 3 x H x W input.
     """
 
-    backend, precision, task = "onnxruntime", "fp32", "segment"
+    backend, precision, task, inputs = "onnxruntime", "fp32", "segment", "sequences"
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)

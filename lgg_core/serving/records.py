@@ -66,6 +66,11 @@ class ModelRecord:
         return self.config.get("training", {}).get("input_size")
 
     @property
+    def inputs(self) -> str:
+        """What the model takes as input (:data:`~lgg_core.data.inputs.INPUTS`)."""
+        return self.config.get("training", {}).get("inputs", "sequences")
+
+    @property
     def standardizes(self) -> bool:
         """True when the model z-scores each input slice per channel first (``standardize`` in its arch_kwargs)."""
         return bool(self.config.get("arch_kwargs", {}).get("standardize"))
@@ -168,6 +173,12 @@ def row_of(data: LGGData, patient: str, number: int) -> int | None:
 def gateable(record: ModelRecord) -> bool:
     """Whether a classifier may gate this model: a segmenter, but not the gated composite, which has its gate."""
     return record.task == "segment" and (record.config or {}).get("arch") != "gated"
+
+
+def gates(classifier: ModelRecord, segmenter: ModelRecord) -> bool:
+    """Whether ``classifier`` may gate ``segmenter``: a gateable segmenter taking the same inputs, so that one slice's
+    input feeds both."""
+    return classifier.task == "classify" and gateable(segmenter) and classifier.inputs == segmenter.inputs
 
 
 def gated_name(classifier: str, segmenter: str) -> str:

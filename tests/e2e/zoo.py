@@ -17,6 +17,8 @@ SPECS = {
     "cnn-encdec": {"arch": "cnn-encdec", "arch_kwargs": {"base_width": 8}},
     "unet-mini": {"arch": "unet-mini", "arch_kwargs": {"base_width": 4}},
     "resnet18": {"arch": "resnet18", "input_size": 64, "crop": None},
+    # Takes FLAIR of each slice and its neighbours: the pages must build that input, and Upload say what it gets.
+    "unet-mini-2.5d": {"arch": "unet-mini", "arch_kwargs": {"base_width": 4}, "inputs": "flair-2.5d"},
 }
 CATALOG = """
 [[model]]
@@ -30,6 +32,10 @@ path = "unet-mini"
 [[model]]
 name = "resnet18"
 path = "resnet18"
+
+[[model]]
+name = "unet-mini-2.5d"
+path = "unet-mini-2.5d"
 
 [[model]]
 name = "not-evaluated"
