@@ -177,7 +177,10 @@ try:
     if target is not None:
         picture = overlay(picture, target, PRED_COLOR, "contour", 1.0)
         outline = " · red: the predicted mask whose tumor logits are explained"
-    st.image(picture, caption=f"{method} of {cam_model} at {describe_layer(net, layer)}{outline}", width=384)
-    st.plotly_chart(colorbar(CAM_SCALE), key="cam-colorbar", config={"displayModeBar": False})
+    # The map and its colour bar share one half-width column, so the bar sits under its image.
+    cam_column = st.columns(2)[0]
+    cam_column.image(picture, caption=f"{method} of {cam_model} at {describe_layer(net, layer)}{outline}",
+                     width="stretch")
+    cam_column.plotly_chart(colorbar(CAM_SCALE), key="cam-colorbar", config={"displayModeBar": False})
 except ExplainError as err:
     st.info(str(err))

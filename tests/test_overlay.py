@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lgg_core.app.overlay import (FN_COLOR, FP_COLOR, TP_COLOR, UNCERTAINTY_SCALE, colorbar, disagreement,
+from lgg_core.app.overlay import (CAM_SCALE, FN_COLOR, FP_COLOR, TP_COLOR, UNCERTAINTY_SCALE, colorbar, disagreement,
                                   disagreement_scale, error_legend, error_overlay, scaled_heatmap, window)
 
 # Machado, Oliveira & Fernandes (2009) dichromacy simulation, severity 1, on linear RGB.
@@ -73,7 +73,8 @@ def test_error_overlay_contour_outlines_each_outcome() -> None:
     truth = np.zeros((9, 9), bool)
     truth[1:8, 1:8] = True  # a 7x7 tumor, predicted exactly: only its outline is drawn
     out = error_overlay(rgb, truth, truth, "contour", alpha=1.0)
-    assert out[1, 1].tolist() == list(TP_COLOR) and out[4, 4].tolist() == [0, 0, 0]
+    assert out[1, 1].tolist() == out[2, 4].tolist() == list(TP_COLOR)  # two pixels wide
+    assert out[3, 4].tolist() == out[4, 4].tolist() == [0, 0, 0]
     missed = error_overlay(rgb, np.zeros_like(truth), truth, "contour", alpha=1.0)
     assert missed[1, 4].tolist() == list(FN_COLOR) and missed[4, 4].tolist() == [0, 0, 0]
 
@@ -159,3 +160,14 @@ def test_window_stretches_the_chosen_intensities_for_display_only() -> None:
     np.testing.assert_array_equal(window(rgb, 20, 40), [[[0, 0, 255], [255, 255, 255]]])
     np.testing.assert_array_equal(window(rgb, 50, 50), [[[0, 0, 0], [0, 255, 255]]])  # a zero-width window: a step
     np.testing.assert_array_equal(rgb, before)  # what the model is given is never changed
+
+
+def test_a_cam_fades_into_its_zeros_instead_of_ending_at_an_edge() -> None:
+    rgb = np.full((1, 5, 3), 100, np.uint8)
+    out = scaled_heatmap(rgb, np.array([[0.0, 0.02, 0.05, 0.1, 1.0]]), CAM_SCALE, alpha=1.0).astype(int)
+    assert out[0, 0].tolist() == [100, 100, 100]
+    step = np.abs(out[0] - 100).sum(axis=1)
+    assert 0 < step[1] < step[2] < step[3]  # weakest evidence: closest to the MRI underneath
+    assert out[0, 4].tolist() == [253, 231, 37]  # full opacity from a tenth of the peak up
+    full = scaled_heatmap(rgb[:, :1], np.array([[0.1]]), CAM_SCALE, alpha=1.0)[0, 0]
+    assert out[0, 3].tolist() == full.tolist()

@@ -28,6 +28,7 @@ PRED_COLOR = (255, 40, 40)
 TP_COLOR = (240, 228, 66)  # Okabe–Ito yellow
 FP_COLOR = (213, 94, 0)  # Okabe–Ito vermillion
 FN_COLOR = (86, 180, 233)  # Okabe–Ito sky blue
+ERROR_OUTLINE_PX = 2
 # The two ways a prediction panel is coloured; the pages offer them as a choice.
 COLOUR_MODES = ("truth / prediction", "TP / FP / FN")
 ERROR_LEGEND = (("TP: tumor found", TP_COLOR), ("FP: false alarm", FP_COLOR), ("FN: missed tumor", FN_COLOR))
@@ -44,6 +45,8 @@ class HeatScale:
         ticks: (value, label) pairs marked on the bar; short, or Plotly drops the last one at narrow widths.
         floor: values at or below it are left uncoloured.
         note: what the uncoloured pixels mean.
+        fade: values less than this above ``floor`` are blended in gradually, so a continuous map fades out where
+            it reaches the floor instead of ending at a hard edge (0: every shown value at full opacity).
     """
 
     name: str
@@ -51,14 +54,17 @@ class HeatScale:
     ticks: tuple[tuple[float, str], ...]
     floor: float
     note: str
+    fade: float = 0.0
 
 
 # Variance over views lies in [0, 0.25], but most disagreement is far below 0.25: on a full-range scale it would be
 # drawn in the near-black end. So the top colour means 0.0625 or more (two views' probabilities 0.5 or more apart),
 # and below 0.0025 (less than 0.1 apart) the views count as agreeing.
-# Each CAM is rescaled to [0, 1] on its own slice; exact zeros stay uncoloured.
+# Each CAM is rescaled to [0, 1] on its own slice; exact zeros stay uncoloured, and the weakest tenth fades into
+# them (a CAM is a smooth upsampled map: drawn at full opacity down to its zeros it ends in a hard-edged block).
 CAM_SCALE = HeatScale("CAM: evidence for the target, 1 = this map's peak", 1.0,
-                      ((0.0, "0"), (0.5, "0.5"), (1.0, "1")), 0.0, "uncoloured: 0, no positive evidence")
+                      ((0.0, "0"), (0.5, "0.5"), (1.0, "1")), 0.0, "fading out to uncoloured at 0, no positive evidence",
+                      fade=0.1)
 UNCERTAINTY_SCALE = HeatScale(
     "TTA variance", 0.0625, ((0.0, "0"), (0.02, "0.02"), (0.04, "0.04"), (0.0625, "≥0.0625")), 0.0025,
     "uncoloured: ≤ 0.0025, views agree")
@@ -89,30 +95,36 @@ def window(rgb: np.ndarray, low: int = 0, high: int = 255) -> np.ndarray:
     return np.clip(stretched, 0, 255).round().astype(np.uint8)
 
 
-def _blend(rgb: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
-    """``rgb`` with the ``mask`` pixels mixed with ``colors`` (one colour, or one per masked pixel)."""
+def _blend(rgb: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
+    """``rgb`` with the ``mask`` pixels mixed with ``colors`` (one colour, or one per masked pixel) at opacity
+    ``alpha`` (one, or (n, 1) per masked pixel)."""
     out = rgb.astype(np.float32)
     out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(colors, np.float32)
     return out.round().astype(np.uint8)
 
 
 def overlay(
-    rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], mode: str = "fill", alpha: float = 0.4
+    rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], mode: str = "fill", alpha: float = 0.4,
+    width: int = 1,
 ) -> np.ndarray:
-    """Blend ``mask`` onto ``rgb`` as a filled area or as its 1-pixel outline (outlines are drawn opaque)."""
+    """Blend ``mask`` onto ``rgb`` as a filled area or as its outline, ``width`` pixels wide inside the mask
+    (outlines are drawn opaque)."""
     mask = np.asarray(mask, bool)
     if mode == "contour":
-        mask, alpha = mask & ~ndimage.binary_erosion(mask), max(alpha, 0.9)
+        mask, alpha = mask & ~ndimage.binary_erosion(mask, iterations=width), max(alpha, 0.9)
     return _blend(rgb, mask, color, alpha)
 
 
 def error_overlay(
     rgb: np.ndarray, pred: np.ndarray, truth: np.ndarray, mode: str = "fill", alpha: float = 0.4
 ) -> np.ndarray:
-    """``pred`` against ``truth`` over ``rgb``: TP, FP and FN pixels in their Okabe–Ito colours, TN untouched."""
+    """``pred`` against ``truth`` over ``rgb``: TP, FP and FN pixels in their Okabe–Ito colours, TN untouched.
+
+    Outlines are two pixels wide: at one pixel, yellow and vermillion lines over an MRI are hard to tell apart.
+    """
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     for mask, color in ((pred & truth, TP_COLOR), (pred & ~truth, FP_COLOR), (~pred & truth, FN_COLOR)):
-        rgb = overlay(rgb, mask, color, mode, alpha)
+        rgb = overlay(rgb, mask, color, mode, alpha, width=ERROR_OUTLINE_PX)
     return rgb
 
 
@@ -136,9 +148,12 @@ def _lut() -> np.ndarray:
 
 
 def scaled_heatmap(rgb: np.ndarray, values: np.ndarray, scale: HeatScale, alpha: float = 0.6) -> np.ndarray:
-    """``values`` coloured by ``scale`` over ``rgb``; pixels at or below ``scale.floor`` show ``rgb`` unchanged."""
+    """``values`` coloured by ``scale`` over ``rgb``; pixels at or below ``scale.floor`` show ``rgb`` unchanged, and
+    those within ``scale.fade`` above it are mixed in with a proportionally lower opacity."""
     shown = values > scale.floor
     index = np.rint(np.clip(values[shown] / scale.vmax, 0, 1) * 255).astype(np.intp)
+    if scale.fade:
+        alpha = alpha * np.clip((values[shown] - scale.floor) / scale.fade, 0, 1)[:, None]
     return _blend(rgb, shown, _lut()[index], alpha)
 
 
