@@ -243,19 +243,37 @@ def test_clicking_a_bar_of_the_patient_strip_opens_its_slice(page: Page, app_url
     assert "slice=3" in page.url
 
 
-def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str) -> None:
-    """The researcher's walk, without a dead end: is A better than B → the slice where they differ → why → back."""
+@pytest.mark.parametrize("width, height", [(1600, 1000), (1366, 768)])
+def test_leaderboard_pair_to_slice_to_explain_and_back(browser: Browser, app_url: str, width: int,
+                                                       height: int) -> None:
+    """The researcher's walk, without a dead end: who is best → is A better than B → the slice where they differ →
+    why → back, with the pair kept; at both window sizes."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        _walk(page, app_url, f"{width}x{height}")
+    finally:
+        page.close()
+
+
+def _walk(page: Page, app_url: str, size: str) -> None:
     page.goto(app_url)
     expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
-    settle(page, "walk-1-leaderboard")
+    settle(page, f"walk-{size}-1-leaderboard")
+    best = page.get_by_role("heading", name=re.compile("^Compared with the best: "))
+    expect(best).to_be_visible(timeout=TIMEOUT_MS)
+    forest = page.locator(".js-plotly-plot").filter(has_text="Each model −").first
+    expect(forest).to_be_visible(timeout=TIMEOUT_MS)
+    forest.scroll_into_view_if_needed()
+    settle(page, f"walk-{size}-1b-forest")
 
-    # The pair the page offers first (the tiny zoo has one): its dropdown, opened on a fresh server while the page
+    # The pair the page offers first (of the tiny zoo's three): its dropdown, opened on a fresh server while the page
     # still draws its charts, could close again before an option was picked.
     pair = page.get_by_role("combobox", name="Pair")
     expect(pair).to_be_visible(timeout=TIMEOUT_MS)
     a, b = pair.input_value().split(" vs ")
     expect(page.get_by_text(f"mean Dice {a} − {b} =")).to_be_visible(timeout=TIMEOUT_MS)
-    settle(page, "walk-2-pair")
+    settle(page, f"walk-{size}-2-pair")
 
     button = page.locator("button:enabled").filter(has_text=re.compile(r"^Compare slice \d+$")).first
     number = button.inner_text().split()[-1]
@@ -267,7 +285,7 @@ def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str)
     expect(page.get_by_text(f"{b} · Dice")).to_be_visible()
     expect(page.get_by_text("Ground truth", exact=True)).to_be_visible()
     expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible()
-    settle(page, "walk-3-compare")
+    settle(page, f"walk-{size}-3-compare")
     assert query(page) == {"patient": [patient], "slice": [number], "models": [f"{a},{b}"]}, page.url
 
     page.get_by_role("button", name="Explain this slice").click()
@@ -279,7 +297,7 @@ def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str)
     explained = page.get_by_text(re.compile(r"^Faithfulness \(ROAD\)$|^No map for this slice\."))
     expect(explained).to_be_visible(timeout=TIMEOUT_MS)
     explained.scroll_into_view_if_needed()  # so that the screenshot shows the map, not only the pickers
-    settle(page, "walk-4-explain")
+    settle(page, f"walk-{size}-4-explain")
     assert query(page)["patient"] == [patient] and query(page)["slice"] == [number], page.url
 
     # Back, one press a page: each jump carries its selection in the URL it opens, adding one history entry.
@@ -287,21 +305,21 @@ def test_leaderboard_pair_to_slice_to_explain_and_back(page: Page, app_url: str)
     expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text(f"{b} · Dice")).to_be_visible()
-    settle(page, "walk-5-back-to-compare")
+    settle(page, f"walk-{size}-5-back-to-compare")
     page.go_back()
     expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_role("combobox", name="Pair")).to_be_visible(timeout=TIMEOUT_MS)
-    settle(page, "walk-6-back-to-leaderboard")
+    expect(page.get_by_role("combobox", name="Pair")).to_have_value(f"{a} vs {b}", timeout=TIMEOUT_MS)
+    settle(page, f"walk-{size}-6-back-to-leaderboard")
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
 
     # The sidebar keeps the selection: Compare opens on the same slice, and the Leaderboard link leads back.
     sidebar = page.get_by_test_id("stSidebar")
     sidebar.get_by_role("link", name=re.compile("Compare$")).click()
     expect(page.get_by_text(f"{patient}, slice {number} ·")).to_be_visible(timeout=TIMEOUT_MS)
-    settle(page, "walk-7-sidebar-compare")
+    settle(page, f"walk-{size}-7-sidebar-compare")
     sidebar.get_by_role("link", name=re.compile("Leaderboard$")).click()
-    expect(page.get_by_role("combobox", name="Pair")).to_be_visible(timeout=TIMEOUT_MS)
-    settle(page, "walk-8-sidebar-leaderboard")
+    expect(page.get_by_role("combobox", name="Pair")).to_have_value(f"{a} vs {b}", timeout=TIMEOUT_MS)
+    settle(page, f"walk-{size}-8-sidebar-leaderboard")
 
 
 @pytest.mark.parametrize("width, height", [(1600, 1000), (1366, 768)])
