@@ -107,6 +107,17 @@ def test_every_trainable_registry_model_has_a_protocol_config() -> None:
     assert epochs == {8}, "every model of the comparison trains for the same number of epochs"
 
 
+def test_each_v2_config_is_its_v1_config_with_the_v2_changes() -> None:
+    from train.__main__ import CONFIG_DIR, load_config, read_toml
+
+    changes = read_toml(CONFIG_DIR / "protocol" / "segment-v2.toml")
+    assert changes["protocol"] == "lgg-zoo-v2" and changes["inputs"] == "flair-2.5d"
+    v2 = sorted(p.stem for p in (CONFIG_DIR / "v2").glob("*.toml"))
+    assert len(v2) >= 5  # the architectures the comparison is about, cross-validated under v2
+    for name in v2:
+        assert load_config(f"v2/{name}") == {**load_config(name), **changes}, name
+
+
 # --- encoder transfer --------------------------------------------------------------------------------------------
 
 
