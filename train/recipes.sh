@@ -18,6 +18,7 @@ runs=(
   "f0-unet-mini-mdrop15|unet-mini|0|--set modality_dropout=0.15"
   "f0-unet-mini-flair25d-e16|unet-mini|0|--set inputs=flair-2.5d --epochs 16"
   "f1-unet-mini-flair25d-e16|unet-mini|1|--set inputs=flair-2.5d --epochs 16"
+  "f0-unet-flair25d|unet|0|--set inputs=flair-2.5d"
 )
 wanted=("$@")
 for run in "${runs[@]}"; do
