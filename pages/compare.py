@@ -10,7 +10,7 @@ from lgg_core.app.overlay import (COLOUR_MODES, GT_COLOR, PRED_COLOR, UNCERTAINT
                                   scaled_heatmap)
 from lgg_core.app.state import (open_slice, prediction_problem, require_data, require_models, pick_models, pick_patient,
                                 pick_slice, segmenter_options, show_patient_roles, slice_gate, slice_probs,
-                                slice_uncertainty, stored_only)
+                                slice_uncertainty, mask_only)
 
 Panel = tuple[str, np.ndarray, HeatScale | None]
 
@@ -82,10 +82,10 @@ if uncertain:
                f"image. 0: the two agree; top colour: {top:g} or more, their probabilities {2 * top ** 0.5:g} or more "
                "apart (0.25 at most: one says tumor, the other background). The number is its mean over the pixels "
                "either view calls tumor.")
-    if without := [name for name in chosen if name in stored_only()]:
-        st.caption(f"No uncertainty for {', '.join(without)}: it needs the weights, which are not bundled.")
+    if without := [name for name in chosen if name in mask_only()]:
+        st.caption(f"No uncertainty for {', '.join(without)}: shown from masks alone, with no weights here to run.")
     with st.spinner("Predicting mirrored slices…"):
-        maps = {name: slice_uncertainty(name, data, row) for name in chosen if name not in stored_only()}
+        maps = {name: slice_uncertainty(name, data, row) for name in chosen if name not in mask_only()}
     show([(f"{name} · {UNCERTAINTY_SCALE.name} · tumor-region mean {u.slice[0]:.4f}",
            scaled_heatmap(base, u.pixel[0], UNCERTAINTY_SCALE, alpha), UNCERTAINTY_SCALE) for name, u in maps.items()],
          "uncertainty")

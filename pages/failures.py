@@ -9,7 +9,7 @@ from lgg_core.serving.records import GATED_PREFIX, Gate, row_of
 from lgg_core.evaluation.failures import KEYS, KINDS, counts, failure_cases, failure_tables
 from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
 from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, shown_segmenters,
-                                slice_probs, stored_only)
+                                mask_only, slice_probs)
 
 st.title("Failure cases")
 st.caption("From each model's evaluation on its held-out patients (`eval/slices.csv`, no post-processing). The gated "
@@ -83,5 +83,5 @@ for i, case in cases.iterrows():
             if a.button("Compare", key=f"cmp{i}"):
                 open_slice("pages/compare.py", case["patient"], int(case["slice"]), models)
             # Grad-CAM needs the weights; a model shown from its stored masks has none here.
-            if name not in stored_only() and b.button("Explain", key=f"exp{i}"):
+            if name not in mask_only() and b.button("Explain", key=f"exp{i}"):
                 open_slice("pages/explain.py", case["patient"], int(case["slice"]), models)

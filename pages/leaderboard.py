@@ -67,7 +67,9 @@ def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossva
 def add_your_predictions(data: LGGData | None) -> external.Submission | None:
     """The upload that scores a visitor's masks on ``data``; the result stays in this session only."""
     submission = st.session_state.get(yours.SESSION_KEY)
-    with st.expander("Add your predictions", expanded=submission is not None):
+    # Open while it holds something: a rerun that remounts it (the page above it changed) must not hide the upload.
+    chosen = st.session_state.get("your_predictions_file") is not None
+    with st.expander("Add your predictions", expanded=submission is not None or chosen):
         st.caption("Masks from your own model, scored exactly as `lgg score-predictions` scores them and compared "
                    "with the zoo patient by patient. A `.zip` of masks named like the dataset's "
                    "(`TCGA_CS_4941_19960909_12_mask.png` or `.tif`) or an `.npz` of per-patient (slices, 256, 256) "
@@ -265,7 +267,5 @@ for _, row in rows.iterrows():
     text.markdown(f"**{row['patient']}** · {a} {row['dice_a']:.3f} · {b} {row['dice_b']:.3f} · "
                   f"difference {row['diff']:+.3f}")
     if button.button(f"Compare slice {row['slice']}", key=f"pair-{a}-{b}-{row['patient']}",
-                     disabled=row["patient"] not in held or external.YOURS in a + b,
-                     help="Compare shows the catalog's models; your predictions are shown above"
-                     if external.YOURS in a + b else None):
+                     disabled=row["patient"] not in held):
         open_slice("pages/compare.py", row["patient"], int(row["slice"]), [a, b])

@@ -15,7 +15,7 @@ from lgg_core.app.overlay import (COLOUR_MODES, GT_COLOR, PRED_COLOR, UNCERTAINT
                                   error_legend, error_overlay, overlay, scaled_heatmap, window)
 from lgg_core.app.state import (ROLE_WORDS, require_data, require_models, patient_gate, patient_probs,
                                 patient_uncertainty, pick_patient, pick_slice, prediction_problem, segmenter_options,
-                                show_patient_roles, shown_segmenters, slice_chart, stored_only)
+                                show_patient_roles, shown_segmenters, slice_chart, mask_only)
 
 st.title("Patient viewer")
 data = require_data()
@@ -48,8 +48,8 @@ show_patient_roles(patient, [name])
 if problem := prediction_problem(name, data, patient):
     st.warning(problem + " Pick one of its test patients or another model.")
     st.stop()
-if uncertain and name in stored_only():
-    st.caption(f"No TTA uncertainty for {name}: it needs the weights, which are not bundled.")
+if uncertain and name in mask_only():
+    st.caption(f"No TTA uncertainty for {name}: shown from masks alone, with no weights here to run.")
     uncertain = False
 
 rows = data.rows([patient])

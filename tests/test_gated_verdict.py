@@ -35,10 +35,11 @@ def test_gate_says_its_probability_and_decision() -> None:
 @pytest.mark.usefixtures("app_env")
 def test_patient_viewer_gives_the_verdict_on_every_slice_from_the_same_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     from lgg_core.app import state
+    from lgg_core.serving import shelf
 
     calls = []
-    original = state.predict_gated
-    monkeypatch.setattr(state, "predict_gated", lambda *a, **k: calls.append(len(a[1])) or original(*a, **k))
+    original = shelf.predict_gated
+    monkeypatch.setattr(shelf, "predict_gated", lambda *a, **k: calls.append(len(a[1])) or original(*a, **k))
     state._patient_outputs.clear()
     at = open_patient(GATED)
     assert calls == [20]  # the masks and the verdicts come from one pass over the patient's slices

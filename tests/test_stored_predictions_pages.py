@@ -88,10 +88,3 @@ def test_explain_and_upload_offer_only_models_with_weights(catalog: Path) -> Non
         assert not at.exception
         offered = [o for box in [*at.selectbox, *at.multiselect] for o in box.options]
         assert "cnn-encdec" in offered and RECORD not in offered, page
-
-
-def test_cached_half_precision_probabilities_keep_the_mask() -> None:
-    from lgg_core.app.state import _half_probs
-
-    probs = np.array([0.5, 0.50001, 0.49999, 0.9, 0.1], dtype=np.float32)
-    assert np.array_equal(_half_probs(probs) > 0.5, probs > 0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -134,3 +135,44 @@ def test_a_visitors_predictions_enter_no_shared_cache(monkeypatch: pytest.Monkey
     assert not at.exception
     assert "yours: example-predictions" in set(board(at)["model"])
     assert seen and not any("yours:" in call or "example-predictions" in call for call in seen)
+
+
+def test_your_masks_join_compare_patient_viewer_and_failure_cases_for_you_only() -> None:
+    from lgg_core.app.external import SESSION_KEY
+    from lgg_core.evaluation.metrics import slice_metrics, volume_dice
+
+    yours = "yours: example-predictions"
+    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
+    scored = at.session_state[SESSION_KEY].scored
+    data = load_dataset(DEMO_DIR, progress=False)
+    patient, number = "TCGA_HT_7855", 12
+    rows = data.rows([patient])
+    row = rows[data.index["slice"].to_numpy()[rows] == number][0]
+
+    at.switch_page("pages/compare.py").run()
+    assert yours in at.multiselect[0].options
+    at.selectbox[0].set_value(patient).run()
+    at.select_slider[0].set_value(number).run()
+    at.multiselect[0].set_value(["unet-mini", yours]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    dice = slice_metrics(scored.mask(patient, number), data.masks[row] > 0)["dice"]
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert any(c.startswith(f"{yours} · Dice {dice:.3f}") for c in captions), captions
+    assert "shown to you only" in " ".join(str(c.value) for c in at.caption)
+
+    at.switch_page("pages/patient.py").run()
+    next(s for s in at.selectbox if s.label == "Model").set_value(yours).run()
+    assert not at.exception, [e.value for e in at.exception]
+    expected = volume_dice(np.stack([scored.mask(patient, int(n)) for n in data.index["slice"].to_numpy()[rows]]),
+                           data.masks[rows])
+    next(s for s in at.selectbox if s.label == "Patient").set_value(patient).run()
+    assert next(m for m in at.metric if m.label == f"Volume Dice, {yours}").value == f"{expected:.3f}"
+
+    at.switch_page("pages/failures.py").run()
+    at.selectbox[0].set_value(yours).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(b.label == "Explain" for b in at.button)  # no model to explain, only masks
+    assert any(b.label == "Compare" for b in at.button)
+
+    other = AppTest.from_file(APP, default_timeout=180).run().switch_page("pages/compare.py").run()
+    assert yours not in other.multiselect[0].options

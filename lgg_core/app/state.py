@@ -5,10 +5,7 @@ All model, metric and CAM logic lives in ``lgg_core``; this module only caches i
 from __future__ import annotations
 
 import sys
-import threading
-from collections import OrderedDict
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,31 +15,32 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lgg_core.serving.records import (
-    GATED_PREFIX,
     EvalTables,
     Gate,
     ModelRecord,
     build_gated,
     default_data_dir,
-    gates,
-    gated_name,
     load_model,
     load_predictor_for,
     patient_role,
-    predict_gated,
     read_eval,
     resolve_models,
 )
+from lgg_core.app.external import SESSION_KEY as VISITOR_KEY
 from lgg_core.data.cache import LGGData, load_dataset
 from lgg_core.data.gallery import with_gallery
 from lgg_core.data.inputs import lone_slice_inputs, stack_inputs
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
 from lgg_core.serving.catalog import CatalogError, CrossvalEntry, catalog_path, load_crossval
+from lgg_core.serving.shelf import SharedDatasets, Shelf, covers, half_probs, mask_probs, mtime
+from lgg_core.serving.shelf import predict_with_gate as shelf_predict
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
 
 if TYPE_CHECKING:
     import torch
+
+    from lgg_core.evaluation.external import Submission
 
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
@@ -85,13 +83,6 @@ def device_text() -> str:
     return "this server's GPU when it has one (CUDA, Apple MPS), else its CPU"
 
 
-def _mtime(path: Path | None) -> float:
-    try:
-        return path.stat().st_mtime if path else 0.0
-    except OSError:
-        return 0.0
-
-
 @st.cache_data(ttl=30, show_spinner=False)
 def _records(catalog: str, catalog_mtime: float) -> tuple[list[ModelRecord], str | None]:
     return resolve_models(catalog)
@@ -100,12 +91,17 @@ def _records(catalog: str, catalog_mtime: float) -> tuple[list[ModelRecord], str
 def records() -> tuple[list[ModelRecord], str | None]:
     """All catalog entries (usable or not) and a catalog-level problem; refreshed as artifacts land."""
     path = catalog_path()
-    return _records(str(path), _mtime(path))
+    return _records(str(path), mtime(path))
+
+
+def shelf() -> Shelf:
+    """The catalog's records sorted into what the pages can show (:class:`~lgg_core.serving.shelf.Shelf`)."""
+    return Shelf(tuple(records()[0]))
 
 
 def usable(task: str | None = None) -> dict[str, ModelRecord]:
     """Models that can run here (usable, weights present) by name, optionally of one task."""
-    return {r.name: r for r in records()[0] if r.ok and r.has_weights and (task is None or r.task == task)}
+    return shelf().usable(task)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -115,7 +111,7 @@ def _model(record: ModelRecord, weights_mtime: float):
 
 def model(record: ModelRecord):
     """The record's model, loaded once per process (reloaded when its weights file changes)."""
-    return _model(record, _mtime(record.path / "model.safetensors"))
+    return _model(record, mtime(record.path / "model.safetensors"))
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=16)
@@ -125,7 +121,7 @@ def _predictor(record: ModelRecord, weights_mtime: float):
 
 def predictor(record: ModelRecord):
     """The record's predictor (ONNX Runtime on CPU hosts when model.onnx is present), loaded once per process."""
-    return _predictor(record, _mtime(record.path / "model.safetensors"))
+    return _predictor(record, mtime(record.path / "model.safetensors"))
 
 
 @st.cache_resource(show_spinner="Assembling the gated pipeline…", max_entries=8)
@@ -133,35 +129,52 @@ def _gated(classifier: ModelRecord, segmenter: ModelRecord, mtimes: tuple[float,
     return build_gated(model(classifier), model(segmenter))
 
 
+def gated(classifier: ModelRecord, segmenter: ModelRecord):
+    """The pipeline of two records, assembled once per process (again when either's weights change)."""
+    return _gated(classifier, segmenter, tuple(mtime(r.path / "model.safetensors") for r in (classifier, segmenter)))
+
+
 def gated_options() -> dict[str, tuple[ModelRecord, ModelRecord]]:
     """Gated pipelines: every (classifier, segmenter) pair of usable models that take the same inputs, by name."""
-    return {gated_name(c, s): (cr, sr) for c, cr in usable("classify").items()
-            for s, sr in usable("segment").items() if gates(cr, sr)}
-
-
-def _inputs_of(name: str) -> str:
-    """What the segmenter or gated pipeline ``name`` takes (:data:`~lgg_core.data.inputs.INPUTS`)."""
-    return (gated_options()[name][1] if name.startswith(GATED_PREFIX) else usable("segment")[name]).inputs
+    return shelf().gated()
 
 
 def dataset_inputs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
     """What model ``name`` takes for ``rows`` of the loaded data (2.5D neighbours come from each volume)."""
-    return stack_inputs(data.images, data.index, _inputs_of(name), rows)
+    return stack_inputs(data.images, data.index, shelf().inputs_of(name), rows)
 
 
 def upload_inputs(name: str, images: np.ndarray) -> np.ndarray:
     """What model ``name`` takes for uploaded slices, which come without neighbours (:func:`lone_slice_inputs`)."""
-    return lone_slice_inputs(images, _inputs_of(name))
+    return lone_slice_inputs(images, shelf().inputs_of(name))
 
 
 def shown_segmenters() -> dict[str, ModelRecord]:
-    """Segmenters the pages can show masks of: runnable ones, then those shown from stored masks."""
-    return {**usable("segment"), **stored_only()}
+    """Segmenters the pages can show masks of: runnable ones, then those shown from stored masks, then this
+    visitor's own predictions."""
+    return {**usable("segment"), **stored_only(), **visitor_segmenters()}
 
 
 def stored_only() -> dict[str, ModelRecord]:
     """Evaluated segmenters whose weights are not here, by name: the pages show the masks ``lgg evaluate`` stored."""
-    return {r.name: r for r in records()[0] if r.ok and not r.has_weights and r.task == "segment"}
+    return shelf().stored_only()
+
+
+def visitor() -> Submission | None:
+    """The predictions this visitor scored on the Leaderboard ("Add your predictions"): held in this session only,
+    never in a cache another session reads."""
+    return st.session_state.get(VISITOR_KEY)
+
+
+def visitor_segmenters() -> dict[str, ModelRecord]:
+    """This visitor's scored predictions as a segmenter shown from its masks (empty when there are none)."""
+    submission = visitor()
+    return {submission.label: submission.record()} if submission is not None else {}
+
+
+def mask_only() -> dict[str, ModelRecord]:
+    """Segmenters shown from masks alone (stored or the visitor's): no weights, so no uncertainty or Grad-CAM."""
+    return {**stored_only(), **visitor_segmenters()}
 
 
 def segmenter_options() -> list[str]:
@@ -179,60 +192,57 @@ def _stored_masks(record: ModelRecord, mtime: float) -> StoredMasks | str:
 
 
 def _stored(record: ModelRecord) -> StoredMasks | str:
-    return _stored_masks(record, _mtime(record.path / "eval" / PREDICTIONS_FILE))
+    return _stored_masks(record, mtime(record.path / "eval" / PREDICTIONS_FILE))
 
 
 def prediction_problem(name: str, data: LGGData, patient: str) -> str | None:
     """Why ``name`` cannot show the patient's slices of the loaded data (None when it can).
 
-    Only models shown from stored masks can lack slices: their masks cover their test patients only.
+    Only models shown from masks can lack slices: stored masks cover their test patients only, a visitor's the
+    patients they were scored on.
     """
+    if name in visitor_segmenters():
+        if covers(visitor().scored, data, patient):
+            return None
+        return (f"{name} holds the masks you scored, on {len(visitor().scored.summary['patients'])} patients, and "
+                f"not all of {patient}'s loaded slices.")
     record = stored_only().get(name)
     if record is None:
         return None
     stored = _stored(record)
     if isinstance(stored, str):
         return f"{name} has no weights here and no usable stored predictions: {stored}"
-    numbers = data.index["slice"].to_numpy()[data.rows([patient])]
-    if all(stored.mask(patient, int(n)) is not None for n in numbers):
+    if covers(stored, data, patient):
         return None
     return (f"{name} has no weights here: it shows the masks stored when it was evaluated, which cover its "
             f"{len(set(stored.patients))} test patients and not all of {patient}'s loaded slices.")
 
 
-def _stored_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
-    """The stored masks of ``rows`` as probabilities 0/1 (see :func:`prediction_problem` for when they exist)."""
-    stored = _stored(stored_only()[name])
-    index = data.index
-    masks = [None if isinstance(stored, str) else stored.mask(p, int(n))
-             for p, n in zip(index["patient"].to_numpy()[rows], index["slice"].to_numpy()[rows])]
-    if any(m is None for m in masks):
-        raise ValueError(prediction_problem(name, data, str(index["patient"].to_numpy()[rows][0])))
-    return np.stack(masks).astype(np.float16)
+def _mask_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
+    """The stored or visitor's masks of ``rows`` as probabilities 0/1 (:func:`prediction_problem` says when they
+    exist)."""
+    source = visitor().scored if name in visitor_segmenters() else _stored(stored_only()[name])
+    probs = None if isinstance(source, str) else mask_probs(source, data, rows)
+    if probs is None:
+        raise ValueError(prediction_problem(name, data, str(data.index["patient"].to_numpy()[rows][0])))
+    return probs
 
 
 def lone_slice_note(name: str) -> str | None:
     """What an uploaded slice gives ``name`` in place of neighbours, for models that take them (else None)."""
-    if _inputs_of(name) == "sequences":
+    if shelf().inputs_of(name) == "sequences":
         return None
     return ("Trained on FLAIR of a slice and its two neighbours: a lone slice gives it this slice's FLAIR in their "
             "place, as at a volume's first and last slice (docs: Recipe search, what that costs).")
 
 
 def predict_with_gate(name: str, images: np.ndarray) -> tuple[np.ndarray, Gate | None]:
-    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline, and the pipeline's gate (None otherwise).
+    """Tumor probabilities (N, H, W) of a segmenter or a gated pipeline and the pipeline's gate, with the models
+    this process has loaded (:func:`lgg_core.serving.shelf.predict_with_gate`).
 
     ``images`` are the model's inputs: :func:`dataset_inputs` or :func:`upload_inputs`.
-
-    The gate comes from the same forward pass as the mask, so saying why a mask was dropped costs nothing more.
     """
-    if name.startswith(GATED_PREFIX):
-        classifier, segmenter = gated_options()[name]
-        mtimes = (_mtime(classifier.path / "model.safetensors"), _mtime(segmenter.path / "model.safetensors"))
-        gated = _gated(classifier, segmenter, mtimes)
-        probs, verdict = predict_gated(gated, images, classifier.input_size, segmenter.input_size)
-        return probs, Gate(classifier.name, verdict, float(gated.net.threshold))
-    return predictor(usable("segment")[name]).predict(images), None
+    return shelf_predict(shelf(), name, images, predictor, gated)
 
 
 def predict_masks(name: str, images: np.ndarray) -> np.ndarray:
@@ -245,54 +255,51 @@ def _patient_outputs(name: str, dataset_hash: str, patient: str, weights_key: st
     """A patient's predicted probabilities (float16 to save memory) and gate, cached per model, data and patient."""
     data = dataset()
     if name in stored_only():
-        return _stored_probs(name, data, data.rows([patient])), None
+        return _mask_probs(name, data, data.rows([patient])).astype(np.float16), None
     probs, gate = predict_with_gate(name, dataset_inputs(name, data, data.rows([patient])))
-    return _half_probs(probs), gate
+    return half_probs(probs), gate
 
 
 def weights_key(name: str) -> str:
     """Changes when any weights behind ``name`` change, so cached predictions are not stale."""
-    if name in stored_only():
-        path = stored_only()[name].path / "eval" / PREDICTIONS_FILE
-        return f"{path}:{_mtime(path)}"
-    parts = gated_options()[name] if name.startswith(GATED_PREFIX) else (usable("segment")[name],)
-    return ",".join(f"{r.path}:{_mtime(r.path / 'model.safetensors')}" for r in parts)
+    return shelf().weights_key(name)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _slice_outputs(name: str, dataset_hash: str, row: int, weights_key: str) -> tuple[np.ndarray, Gate | None]:
     data = dataset()
     if name in stored_only():
-        return _stored_probs(name, data, np.array([row]))[0], None
+        return _mask_probs(name, data, np.array([row]))[0].astype(np.float16), None
     probs, gate = predict_with_gate(name, dataset_inputs(name, data, np.array([row])))
-    return _half_probs(probs[0]), gate
-
-
-def _half_probs(probs: np.ndarray) -> np.ndarray:
-    """float16 probabilities that still threshold like the float32 ones: a value just above 0.5 would round to
-    0.5 and drop out of the mask, so it becomes the next float16 above 0.5."""
-    half = probs.astype(np.float16)
-    half[(probs > 0.5) & (half <= 0.5)] = np.nextafter(np.float16(0.5), np.float16(1))
-    return half
+    return half_probs(probs[0]), gate
 
 
 def slice_probs(name: str, data: LGGData, row: int) -> np.ndarray:
-    """One slice's predicted probabilities (H, W), cached per model, data and row."""
+    """One slice's predicted probabilities (H, W), cached per model, data and row (the visitor's: never cached)."""
+    if name in visitor_segmenters():
+        return _mask_probs(name, data, np.array([row]))[0]
     return _slice_outputs(name, data.dataset_hash, row, weights_key(name))[0].astype(np.float32)
 
 
 def slice_gate(name: str, data: LGGData, row: int) -> Gate | None:
     """A gated pipeline's verdict on one slice (None for a segmenter), from the cache :func:`slice_probs` fills."""
+    if name in visitor_segmenters():
+        return None
     return _slice_outputs(name, data.dataset_hash, row, weights_key(name))[1]
 
 
 def patient_probs(name: str, data: LGGData, patient: str) -> np.ndarray:
-    """A patient's predicted probabilities (slices, H, W) for the loaded data, cached per model and patient."""
+    """A patient's predicted probabilities (slices, H, W) for the loaded data, cached per model and patient (the
+    visitor's: never cached)."""
+    if name in visitor_segmenters():
+        return _mask_probs(name, data, data.rows([patient]))
     return _patient_outputs(name, data.dataset_hash, patient, weights_key(name))[0].astype(np.float32)
 
 
 def patient_gate(name: str, data: LGGData, patient: str) -> Gate | None:
     """A gated pipeline's verdict on each of a patient's slices (None for a segmenter), from the same cache."""
+    if name in visitor_segmenters():
+        return None
     return _patient_outputs(name, data.dataset_hash, patient, weights_key(name))[1]
 
 
@@ -302,8 +309,10 @@ def _eval(record: ModelRecord, summary_mtime: float) -> tuple[EvalTables | None,
 
 
 def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
-    """The model's eval tables (re-read when ``lgg evaluate`` rewrites them)."""
-    return _eval(record, _mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
+    """The model's eval tables (re-read when ``lgg evaluate`` rewrites them); the visitor's from this session."""
+    if (submission := visitor()) is not None and record.name == submission.label:
+        return submission.tables(), None
+    return _eval(record, mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
 
 
 def crossval_runs() -> tuple[list[tuple[CrossvalEntry, tuple[float, ...]]], str | None]:
@@ -313,42 +322,37 @@ def crossval_runs() -> tuple[list[tuple[CrossvalEntry, tuple[float, ...]]], str 
         entries = load_crossval(catalog_path())
     except CatalogError as err:
         return [], str(err)
-    return [(e, tuple(_mtime(d / "eval" / "patients.csv") for d in sorted(e.path.glob("fold-*"))))
+    return [(e, tuple(mtime(d / "eval" / "patients.csv") for d in sorted(e.path.glob("fold-*"))))
             for e in entries], None
 
 
-_DATASETS: OrderedDict[str, LGGData] = OrderedDict()
-_DATASETS_LOCK = threading.Lock()
-MAX_DATASETS = 2  # each full dataset holds ~1 GB: the bundled demo set and one kaggle_3m at a time
+# Each full dataset holds ~1 GB: the bundled demo set and one kaggle_3m at a time.
+_DATASETS = SharedDatasets(max_entries=2)
 
 
 def _dataset(path: str) -> LGGData:
     """The decoded dataset of ``path``, loaded once per process and shared read-only by every session.
 
     Not ``st.cache_resource``: the first load draws a progress bar for the visitor who triggers it, and Streamlit
-    replays a cached function's elements on every later call. The lock makes a second visitor wait for that load
-    instead of decoding the same files again.
+    replays a cached function's elements on every later call. A second visitor waits for that load instead of
+    decoding the same files again.
     """
-    with _DATASETS_LOCK:
-        if path in _DATASETS:
-            _DATASETS.move_to_end(path)
-            return _DATASETS[path]
-        bar = st.empty()
+    return _DATASETS.get(path, _load_with_progress)
 
-        def report(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"First load of `{path}`: decoding slices {done:,} / {total:,}. Later "
-                                            "loads, also after a restart, read the cache.")
 
-        try:
-            # The bundled demo set comes with the failure gallery's slices, so that its default cases show images.
-            data = with_gallery(load_dataset(path, progress=False, on_progress=report), progress=False,
-                                on_progress=report)
-        finally:
-            bar.empty()
-        _DATASETS[path] = data
-        while len(_DATASETS) > MAX_DATASETS:
-            _DATASETS.popitem(last=False)
-        return data
+def _load_with_progress(path: str) -> LGGData:
+    bar = st.empty()
+
+    def report(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"First load of `{path}`: decoding slices {done:,} / {total:,}. Later "
+                                        "loads, also after a restart, read the cache.")
+
+    try:
+        # The bundled demo set comes with the failure gallery's slices, so that its default cases show images.
+        return with_gallery(load_dataset(path, progress=False, on_progress=report), progress=False,
+                            on_progress=report)
+    finally:
+        bar.empty()
 
 
 def data_dir() -> str:
@@ -550,6 +554,9 @@ def show_patient_roles(patient: str, names: list[str]) -> None:
     if stored := [name for name in names if name in stored_only()]:
         st.caption(f"{', '.join(stored)}: weights not bundled, so the masks shown are those `lgg evaluate` stored on "
                    "the test patients (no uncertainty or Grad-CAM; see the Models page for how to get the weights).")
+    if yours := [name for name in names if name in visitor_segmenters()]:
+        st.caption(f"{yours[0]}: the masks you scored on the Leaderboard, shown to you only (no uncertainty or "
+                   "Grad-CAM: there is no model to run).")
 
 
 def _half(result: Uncertainty) -> Uncertainty:

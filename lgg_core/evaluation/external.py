@@ -14,6 +14,7 @@ bootstrap CI of the mean difference, Wilcoxon p, Holm over those k tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,15 @@ class Scored:
     summary: dict[str, Any]
     masks: dict[str, np.ndarray]
     meta: pd.DataFrame
+
+    @cached_property
+    def _position(self) -> dict[tuple[str, int], int]:
+        return {(p, int(n)): i for i, (p, n) in enumerate(zip(self.meta["patient"], self.meta["slice"]))}
+
+    def mask(self, patient: str, number: int, variant: str = "raw") -> np.ndarray | None:
+        """The scored mask of one slice, or None when that slice was not scored."""
+        position = self._position.get((patient, int(number)))
+        return None if position is None else self.masks[variant][position]
 
     def dice(self, variant: str = "raw") -> pd.DataFrame:
         """Per-patient table (patient, institution, dice) of one variant."""

@@ -330,11 +330,13 @@ def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, w
     try:
         page.goto(app_url)
         expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+        settle(page, f"yours-{width}x{height}-0")  # an upload made while the first run still draws can be lost
         page.get_by_text("Add your predictions").click()
         page.locator('input[type="file"]').first.set_input_files(str(REPO / "demo" / "example-predictions.zip"))
         # The demo set lacks most of fold 0's patients, so the page offers every loaded patient (cv) first.
         expect(page.get_by_role("radio", name=re.compile("^every patient"))).to_be_checked()
-        page.get_by_role("button", name="Score").click()
+        # Enabled once the upload has reached the server (a rerun may briefly show the old, disabled one too).
+        page.get_by_role("button", name="Score", disabled=False).first.click()
         # The entry's line: its name in bold, then what it was scored on.
         expect(page.get_by_text(re.compile(r"on 3 patients \(every patient"))).to_be_visible(timeout=TIMEOUT_MS)
         forest = page.locator(".js-plotly-plot").filter(has_text="mean per-patient Dice (95% CI)").first
@@ -344,6 +346,33 @@ def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, w
         expect(page.get_by_role("button", name="HTML report")).to_be_visible()
     finally:
         page.close()
+
+
+def test_your_predictions_lead_from_the_leaderboard_to_compare(page: Page, app_url: str) -> None:
+    """Upload → score → the pair of yours and a zoo model → the slice where they differ, your masks on Compare."""
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "yours-0-leaderboard")  # an upload made while the first run still draws can be lost
+    page.get_by_text("Add your predictions").click()
+    page.locator('input[type="file"]').first.set_input_files(str(REPO / "demo" / "example-predictions.zip"))
+    # Enabled once the upload has reached the server (a rerun may briefly show the old, disabled one too).
+    page.get_by_role("button", name="Score", disabled=False).first.click()
+    expect(page.get_by_text(re.compile(r"on 3 patients \(every patient"))).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page, "yours-1-scored")
+    pair = page.get_by_role("combobox", name="Pair")
+    pair.click()
+    page.keyboard.type("yours: example")  # the list is long; typing filters it
+    page.keyboard.press("Enter")
+    expect(pair).to_have_value(re.compile("yours: example-predictions"), timeout=TIMEOUT_MS)
+    # The box changes at once; the pair's rows (and their buttons) only after the rerun it starts.
+    expect(page.get_by_text(re.compile(r"yours: example-predictions \d\.\d{3} ·")).first).to_be_visible(
+        timeout=TIMEOUT_MS)
+    settle(page, "yours-2-pair")
+    page.locator("button:enabled").filter(has_text=re.compile(r"^Compare slice \d+$")).first.click()
+    expect(page.get_by_role("heading", name="Compare models").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text(re.compile(r"^yours: example-predictions · Dice"))).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("shown to you only", exact=False)).to_be_visible()
+    settle(page, "yours-3-compare")
 
 
 def test_arrow_keys_step_the_slice_one_by_one(page: Page, app_url: str) -> None:
