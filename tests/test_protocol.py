@@ -111,7 +111,7 @@ def test_each_v2_config_is_its_v1_config_with_the_v2_changes() -> None:
     from train.__main__ import CONFIG_DIR, load_config, read_toml
 
     changes = read_toml(CONFIG_DIR / "protocol" / "segment-v2.toml")
-    assert changes["protocol"] == "lgg-zoo-v2" and changes["inputs"] == "flair-2.5d"
+    assert (changes["protocol"], changes["inputs"], changes["epochs"]) == ("lgg-zoo-v2", "flair-2.5d", 16)
     v2 = sorted(p.stem for p in (CONFIG_DIR / "v2").glob("*.toml"))
     assert len(v2) >= 5  # the architectures the comparison is about, cross-validated under v2
     for name in v2:
@@ -326,3 +326,15 @@ def test_readme_rows_name_protocol_cost_and_how_composites_are_made(parts: Path)
     table = leaderboard([leaderboard_row(r, t, None) for r, t in evaluated]).set_index("model")
     assert table.loc["cnn-encdec", "protocol"] == "lgg-zoo-v1" and table.loc["cnn-encdec", "train_cpu_min"] == 25
     assert table.loc["resnet18", "protocol"] == "earlier recipe"
+
+
+def test_every_config_ships_in_the_package() -> None:
+    """A non-editable install carries every config ``python -m train`` can load (pyproject's package-data)."""
+    import tomllib
+
+    from train.__main__ import CONFIG_DIR
+
+    train_dir = CONFIG_DIR.parent
+    pyproject = tomllib.loads((train_dir.parent / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["train"]
+    assert set(CONFIG_DIR.rglob("*.toml")) <= {path for glob in globs for path in train_dir.glob(glob)}

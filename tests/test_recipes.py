@@ -121,6 +121,11 @@ def test_recipe_table_pairs_each_run_with_its_baseline(runs: Path) -> None:
     expected = paired_difference(dice["flair"].sort_index().to_numpy(), dice["base"].sort_index().to_numpy())
     assert table.loc["flair", "diff"] == pytest.approx(expected["mean_diff"])
     assert table.loc["flair", "dice"] == pytest.approx(dice["flair"].mean())
+    assert table.loc["flair", "best_epoch"] == 1 == table.loc["flair", "epochs"]  # counted from 1, as the curve is
+    alone = recipe_table(find_runs([runs / "flair"]), n_boot=200).set_index("run")
+    assert alone.loc["flair", "changes"] == ("inputs=flair-2.5d, modality_dropout=0.3, "
+                                              "no baseline run of this model")
+    assert "diff" not in alone.columns
 
 
 def test_lgg_recipes_prints_the_table_and_refuses_a_folder_without_runs(runs: Path, tmp_path: Path, capsys) -> None:

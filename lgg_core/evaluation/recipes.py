@@ -76,10 +76,16 @@ def baseline_of(run: RecipeRun, runs: list[RecipeRun]) -> RecipeRun | None:
 
 
 def _changes(run: RecipeRun, base: RecipeRun | None) -> str:
-    if base is None:
-        return "?"
+    if base is None:  # a model the search ran only with levers pulled: name those, so the row still reads
+        changed = [f"{f}={run.lever(f)}" for f in _DEFAULTS if run.lever(f) != _DEFAULTS[f]]
+        return ", ".join(changed + ["no baseline run of this model"])
     changed = [f"{f}={run.lever(f)}" for f in LEVERS if run.lever(f) != base.lever(f)]
     return ", ".join(changed) or "baseline"
+
+
+def _counted(epoch: int | None) -> int | None:
+    """The 0-based epoch training records, counted from 1 as the table's epochs and :func:`recipe_curve` are."""
+    return None if epoch is None else int(epoch) + 1
 
 
 def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_000) -> pd.DataFrame:
@@ -96,7 +102,7 @@ def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_
         base = baseline_of(run, runs)
         low, high = bootstrap_ci(run.dice.to_numpy(), n_boot=n_boot)
         row = {"run": run.name, "model": run.key[0], "fold": run.key[1], "changes": _changes(run, base),
-               "epochs": run.training.get("epochs_run"), "best_epoch": run.training.get("best_epoch"),
+               "epochs": run.training.get("epochs_run"), "best_epoch": _counted(run.training.get("best_epoch")),
                "cpu_min": (run.training.get("cpu_time_s") or np.nan) / 60, "patients": len(run.dice),
                "dice": float(run.dice.mean()), "dice_low": low, "dice_high": high,
                "apart": ", ".join(f"{p} {run.dice[p]:.2f}" for p in apart if p in run.dice.index)}
