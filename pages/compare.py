@@ -35,18 +35,19 @@ with controls:
     number, row = pick_slice(data, patient)
     chosen = pick_models(options, "Models (2–6; gated = classifier decides whether the segmenter's mask is kept)",
                          max_selections=6, default_count=min(4, len(options)))
+# As short as the controls beside it, so the first row of panels stays in view while stepping at 1366x768.
 with settings:
     view = st.selectbox("MRI view", VIEWS)
-    mode = st.radio("Overlay", ["fill", "contour"], horizontal=True)
+    overlay_box, alpha_box = st.columns(2)
+    mode = overlay_box.radio("Overlay", ["fill", "contour"], horizontal=True)
+    alpha = alpha_box.slider("Opacity", 0.0, 1.0, 0.45, 0.05)
     colours = st.radio("Colours", COLOUR_MODES, horizontal=True,
                        help="TP / FP / FN: each prediction against the ground truth, colour-blind safe (Okabe–Ito)")
-    alpha = st.slider("Opacity", 0.0, 1.0, 0.45, 0.05)
     uncertain = st.toggle("TTA uncertainty", help="How much each model's tumor probability changes when the slice is "
                           "mirrored: one more forward pass per model")
 if len(chosen) < 2 and len(options) >= 2:
     st.info("Pick at least two models to compare.")
     st.stop()
-show_patient_roles(patient, chosen)
 problems = {n: p for n in chosen if (p := prediction_problem(n, data, patient))}
 for problem in problems.values():
     st.warning(problem)
@@ -74,6 +75,7 @@ split = disagreement_scale(len(preds))
 panels.append((f"Disagreement: {split.name}", scaled_heatmap(base, disagreement(list(preds.values())), split, alpha),
                split))
 show(panels, "disagreement")
+show_patient_roles(patient, chosen)  # under the panels: the roles matter, the panels' place while stepping more
 
 if uncertain:
     st.subheader("TTA uncertainty")

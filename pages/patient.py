@@ -22,16 +22,19 @@ data = require_data()
 options = segmenter_options()
 require_models(options, "segmenter")
 
-left, right = st.columns([2, 1])
-with left:
+# The image beside its slice slider: stepping through the volume keeps both in view at 1366x768.
+viewer, controls = st.columns([3, 2])
+with controls:
     patient = pick_patient(data)
     remembered = [m for m in st.session_state.get("models", []) if m in options]
     name = st.selectbox("Model", options, index=options.index(remembered[0]) if remembered else 0)
-with right:
+    slider_box = st.container()  # filled once the patient's volume is known to be showable
     view = st.selectbox("MRI view", VIEWS)
-    mode = st.radio("Overlay", ["contour", "fill"], horizontal=True)
-    colours = st.radio("Colours", COLOUR_MODES, horizontal=True,
-                       help="TP / FP / FN: the prediction against the ground truth, colour-blind safe (Okabe–Ito)")
+    overlay_box, colour_box = st.columns(2)
+    mode = overlay_box.radio("Overlay", ["contour", "fill"], horizontal=True)
+    colours = colour_box.radio("Colours", COLOUR_MODES, horizontal=True,
+                               help="TP / FP / FN: the prediction against the ground truth, colour-blind safe "
+                                    "(Okabe–Ito)")
     low, high = st.slider("Brightness / contrast", 0, 255, (0, 255),
                           help="Display window: intensities below the left end show black, above the right end "
                                "white. Narrow it (e.g. 0–120) to see a dark scan. Display only: the models always "
@@ -79,10 +82,8 @@ if everyone.toggle("Volume Dice of every segmenter", help="Predicts this patient
                        .sort_values("volume Dice", ascending=False), hide_index=True,
                        column_config={"volume Dice": st.column_config.NumberColumn(format="%.3f")})
 
-with left:
+with slider_box:
     number, row = pick_slice(data, patient)
-hover = ["fp", "fn", "hd95"] + (["uncertainty"] if uncertain else [])
-slice_chart(slice_strip(table, number, f"Per-slice Dice along the volume ({name})", hover, gate), key="strip")
 
 position = int((rows == row).nonzero()[0][0])
 base = window(channel_view(data.images[row], view), low, high)
@@ -96,17 +97,21 @@ else:
 m = table.iloc[position]
 verdict = f" · {gate.describe(position)}" if gate else ""
 windowed = f" · shown with intensities {low}–{high} stretched (display only)" if (low, high) != (0, 255) else ""
-shown, heat = st.columns(2) if uncertain else (st.container(), None)
+shown, heat = viewer.columns(2) if uncertain else (viewer.container(), None)
 shown.image(picture, caption=f"{patient}, slice {number}: {legend} · Dice {m['dice']:.3f}{verdict}{windowed}",
-            width=512)
+            width="stretch")
 if errors:
     shown.markdown(error_legend())
 if uncertain:
-    heat.image(scaled_heatmap(base, tta.pixel[position], UNCERTAINTY_SCALE), width=512,
+    heat.image(scaled_heatmap(base, tta.pixel[position], UNCERTAINTY_SCALE), width="stretch",
                caption=f"{UNCERTAINTY_SCALE.name} of {name}: over the slice and its mirror image · tumor-region mean "
                        f"{tta.slice[position]:.4f}")
     heat.plotly_chart(colorbar(UNCERTAINTY_SCALE), config={"displayModeBar": False})
 
+hover = ["fp", "fn", "hd95"] + (["uncertainty"] if uncertain else [])
+slice_chart(slice_strip(table, number, f"Per-slice Dice along the volume ({name})", hover, gate), key="strip")
+
+if uncertain:
     st.subheader("Does the uncertainty flag the errors?")
     found = uncertainty_vs_dice(tta.slice, table["dice"], table["true_tumor"])
     number_box, chart = st.columns([1, 2])

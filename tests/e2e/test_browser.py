@@ -388,3 +388,28 @@ def test_arrow_keys_step_the_slice_one_by_one(page: Page, app_url: str) -> None:
         page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
         expect(page).to_have_url(re.compile(f"slice={expected}(&|$)"), timeout=TIMEOUT_MS)
     settle(page, "keys-1")
+
+
+@pytest.mark.parametrize("width, height", [(1600, 1000), (1366, 768)])
+@pytest.mark.parametrize("where, images", [("patient", 1), ("compare", 4)])
+def test_the_slice_stays_in_view_while_stepping(browser: Browser, app_url: str, where: str, images: int, width: int,
+                                                height: int) -> None:
+    """The slice slider and the slice's image (Compare: its first row of panels) sit inside the window, unscrolled,
+    while the arrow keys step through the volume."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{app_url}/{where}?patient=TCGA_HT_7855&slice=10")
+        thumb = page.get_by_role("slider").first
+        expect(page.get_by_test_id("stSliderThumbValue").first).to_have_text("10", timeout=TIMEOUT_MS)
+        settle(page, f"in-view-{where}-{width}x{height}-0")
+        thumb.focus()
+        thumb.press("ArrowRight")
+        expect(page.get_by_text(re.compile(r"TCGA_HT_7855, slice 11\b")).first).to_be_visible(timeout=TIMEOUT_MS)
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
+        page.screenshot(path=str(SHOTS / f"in-view-{where}-{width}x{height}.png"))  # the window, as the user sees it
+        shown = [thumb, *(page.get_by_test_id("stImage").nth(i).locator("img") for i in range(images))]
+        for locator in shown:
+            box = locator.bounding_box()
+            assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, (locator, box)
+    finally:
+        page.close()
