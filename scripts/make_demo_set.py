@@ -4,14 +4,14 @@ suite's extra real patients.
 Examples:
     python scripts/make_demo_set.py --source /path/to/kaggle_3m --split artifacts/resnet18/split.json --out demo
     python scripts/make_demo_set.py --source /path/to/kaggle_3m --gallery
-    python scripts/make_demo_set.py --source /path/to/kaggle_3m --for-tests --out tests/data \
+    python scripts/make_demo_set.py --source /path/to/kaggle_3m --for-tests --out tests/fixtures \
         --patients TCGA_EZ_7264 TCGA_FG_5964
 
 For the demo, only patients listed in the split's ``roles.test`` are accepted, so the shipped models never trained on
 it. ``--gallery`` writes ``<out>/gallery/kaggle_3m``: the slices the Failure cases page shows by default for the model
 catalog (``$LGG_CATALOG`` or models.toml) that the demo's whole patients lack, on patients held out by every catalog
 model, within a size budget; re-run it when the catalog changes. The tests read the demo's patients plus
-``tests/data``'s, which need no such guarantee.
+``tests/fixtures``'s, which need no such guarantee.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ The test suite joins them with the {n_demo} patients of `demo/` into one `kaggle
 the repository. TIFFs are re-saved with lossless zlib compression; pixels, masks and the `data.csv` rows are
 unchanged. Rebuild with:
 
-    python scripts/make_demo_set.py --source /path/to/kaggle_3m --for-tests --out tests/data --patients {ids}
+    python scripts/make_demo_set.py --source /path/to/kaggle_3m --for-tests --out tests/fixtures --patients {ids}
 
 """ + ATTRIBUTION
 

@@ -12,8 +12,8 @@ from e2e.zoo import build_tiny_zoo
 from lgg_core.data.cache import LGGData, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-# Real patients inside the repository: the app's demo volumes plus the tests' own (see tests/data/README.md).
-SAMPLE_SOURCES = (REPO / "demo/kaggle_3m", REPO / "tests/data/kaggle_3m")
+# Real patients inside the repository: the app's demo volumes plus the tests' own (see tests/fixtures/README.md).
+SAMPLE_SOURCES = (REPO / "demo/kaggle_3m", REPO / "tests/fixtures/kaggle_3m")
 
 
 @pytest.fixture(scope="session", autouse=True)

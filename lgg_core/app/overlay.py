@@ -4,7 +4,7 @@ Palettes:
 
 - **TP / FP / FN** use Okabe & Ito's colour-blind-safe set: yellow (tumor found), vermillion (false alarm), sky blue
   (missed tumor). They differ in lightness as well as hue, so every pair stays apart under simulated protanopia,
-  deuteranopia and tritanopia, also blended over a gray MRI (``tests/test_overlay.py`` measures it).
+  deuteranopia and tritanopia, also blended over a gray MRI (``tests/app/test_overlay.py`` measures it).
 - **Disagreement, uncertainty and CAM heatmaps** use viridis, a perceptually uniform sequential map (dark = low, bright =
   high, readable in gray and with colour blindness). Pixels at or below a scale's floor stay uncoloured, so where
   the models agree the MRI shows through; each heatmap comes with a :func:`colorbar` built from the same scale.

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from lgg_core.data.cache import load_dataset
 from lgg_core.serving.records import DEMO_DIR, patient_role, read_split, resolve_models
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 pytestmark = pytest.mark.usefixtures("app_env")

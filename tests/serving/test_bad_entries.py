@@ -24,7 +24,7 @@ from lgg_core.serving.artifacts import load_artifact
 from lgg_core.serving.onnx_backend import OnnxPredictor, TorchPredictor, export_artifact, load_predictor
 from lgg_core.serving.records import read_card, read_epochs, read_eval, read_split, resolve_models
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGES = ["leaderboard", "compare", "explain", "failures", "upload", "models", "patient"]
 
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from lgg_core.serving.predictions import load_masks
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 RECORD = "cnn-encdec-record"
 
 

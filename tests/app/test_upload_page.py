@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tifffile
 from streamlit.testing.v1 import AppTest
-from test_upload import (MRI, animated_gif, assert_own_message, deflated, deflated_dicom, dicom_bytes, mr_dataset,
-                         pil_bytes, png_claiming, tif_bytes, tiff_claiming, zeros)
+from uploads import (MRI, animated_gif, assert_own_message, deflated, deflated_dicom, dicom_bytes, mr_dataset,
+                     pil_bytes, png_claiming, tif_bytes, tiff_claiming, zeros)
 
 import lgg_core.data.upload
 from lgg_core.app.state import lone_slice_note
 from lgg_core.evaluation.metrics import slice_metrics
 from lgg_core.serving.records import ModelRecord, load_predictor_for, resolve_models
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 pytestmark = pytest.mark.usefixtures("app_env")

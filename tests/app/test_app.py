@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGES = ["leaderboard", "compare", "explain", "failures", "upload", "models", "patient"]
 
 

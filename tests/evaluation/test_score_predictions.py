@@ -22,7 +22,7 @@ from lgg_core.evaluation.evaluator import test_patients as held_out
 from lgg_core.evaluation.reference import build_reference, fold0_patients, load_reference, others
 from lgg_core.serving.predictions import load_masks
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _dilated(data) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lgg_core.serving.records import resolve_models
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "torchvision", "segmentation_models_pytorch", "timm", "onnxruntime"]
 RENDER = """
 import json, sys

@@ -13,7 +13,7 @@ from lgg_core.data.gallery import GALLERY_DIR, add_partial, with_gallery
 from lgg_core.data.reader import DatasetError, read_image, read_mask, scan
 from lgg_core.serving.records import DEMO_DIR, read_split, resolve_models
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "streamlit_app.py")
 CATALOG = REPO / "models.toml"
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from lgg_core.app.figures import training_curves, validation_metric
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 def _log(val_column: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from huggingface_hub import metadata_load
 
 from lgg_core.serving.catalog import load_catalog
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dockerfile() -> list[tuple[str, str]]:

@@ -13,8 +13,8 @@ from lgg_core.data.cache import load_dataset
 from lgg_core.evaluation import external
 from lgg_core.serving.records import DEMO_DIR
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "example-predictions.zip"
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
+EXAMPLE = Path(__file__).resolve().parents[2] / "demo" / "example-predictions.zip"
 
 pytestmark = pytest.mark.usefixtures("app_env")
 

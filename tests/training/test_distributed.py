@@ -15,7 +15,7 @@ def test_torchrun_two_processes_write_one_artifact(sample_root: Path, tmp_path: 
            "--epochs", "1", "--no-progress", "--set", "k=3", "--set", "batch_size=4", "--set", "limit_train_batches=2",
            "--set", "val_patients=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr[-3000:]
     training = json.loads((out / "config.json").read_text())["training"]
     assert training["world_size"] == 2 and training["epochs_run"] == 1

@@ -17,7 +17,7 @@ from lgg_core.data.inputs import stack_inputs
 from lgg_core.evaluation.metrics import volume_dice
 from lgg_core.serving.records import DEMO_DIR, load_predictor_for, patient_role, resolve_models
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PATIENT = "TCGA_CS_4944"  # 20 demo slices, tumor on 6-14
 FOUND, MISSED, FALSE_ALARM, CLEAN = SLICE_OUTCOMES
 
