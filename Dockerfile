@@ -29,6 +29,10 @@ RUN python -m lgg_core.cli export-onnx --catalog --no-measure
 # Check every catalog artifact once (PyTorch builds each model on the meta device) and keep the verdicts in the
 # image's ~/.cache/lgg_core, so a fresh container lists the models, and renders the Leaderboard, without torch.
 RUN python -c "from lgg_core.serving.records import resolve_models; resolve_models()"
+# Decode the bundled demo set (and its failure-gallery slices) once into the same cache: the first visitor of a
+# fresh container then reads it instead of decoding every slice.
+RUN python -c "from lgg_core.data.cache import load_dataset; from lgg_core.data.gallery import with_gallery; \
+from lgg_core.serving.records import default_data_dir; with_gallery(load_dataset(default_data_dir(), progress=False), progress=False)"
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
