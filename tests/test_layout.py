@@ -118,3 +118,16 @@ def test_import_sets_a_passive_openmp_wait_policy(given: str | None, expected: s
     code = "import os, lgg_core; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("room", SUBPACKAGES)
+def test_no_circle_of_imports_inside_a_subpackage(room: str) -> None:
+    """Modules of one concern import each other one way, also from inside functions (``__init__`` re-exports aside)."""
+    from graphlib import CycleError, TopologicalSorter
+
+    modules = {f"lgg_core.{room}.{p.stem}": p for p in (PACKAGE / room).glob("*.py") if p.stem != "__init__"}
+    graph = {name: _imported_modules(path) & set(modules) - {name} for name, path in modules.items()}
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as err:
+        pytest.fail(f"a circle of imports: {' -> '.join(err.args[1])}")

@@ -29,7 +29,7 @@ from lgg_core.models import (
 )
 from lgg_core.data.inputs import check_inputs
 from lgg_core.data.splits import save_split
-from lgg_core.serving.checks import missing_weights_message
+from lgg_core.serving.catalog import missing_weights_message
 
 TEMPLATE = Path(__file__).with_name("model_card.md")  # inside the package: an installed wheel renders cards too
 DATASET_ID = "mateuszbuda/lgg-mri-segmentation"

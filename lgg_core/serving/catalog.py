@@ -45,6 +45,12 @@ class CatalogEntry:
     revision: str | None = None
 
 
+def missing_weights_message(path: Path) -> str:
+    """Why an artifact cannot run, and the commands that bring its weights."""
+    return (f"{path.name} ships its evaluation record only: its weights are not bundled (size budget). Train them "
+            f"with `train/zoo.sh {path.name}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
+
+
 def catalog_path(path: str | Path | None = None) -> Path:
     """The catalog file to use: the argument, else ``$LGG_CATALOG``, else the repository's ``models.toml``."""
     return Path(path or os.environ.get(CATALOG_ENV) or DEFAULT_CATALOG)

@@ -30,12 +30,6 @@ MODEL_LIBRARIES = ("torch", "torchvision", "timm", "segmentation-models-pytorch"
 _CHECKING_CODE = ("models/*.py", "serving/artifacts.py", "serving/checks.py")
 
 
-def missing_weights_message(path: Path) -> str:
-    """Why an artifact cannot run, and the commands that bring its weights."""
-    return (f"{path.name} ships its evaluation record only: its weights are not bundled (size budget). Train them "
-            f"with `train/zoo.sh {path.name}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
-
-
 @cache
 def _code_version() -> str:
     digest = hashlib.sha256()

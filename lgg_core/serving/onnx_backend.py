@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lgg_core.serving.artifacts import artifact_inputs, load_artifact, read_config
-from lgg_core.serving.checks import missing_weights_message
+from lgg_core.serving.catalog import missing_weights_message
 from lgg_core.serving.cpu_paths import INT8_FILE, ONNX_FILES, PATHS, recorded_path
 from lgg_core.serving.device import pick_device
 from lgg_core.serving.hub import ONNX_FILE

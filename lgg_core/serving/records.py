@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.data.cache import LGGData
-from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, resolve_entry
+from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, missing_weights_message, resolve_entry
 from lgg_core.data.reader import DATA_DIR_ENV
-from lgg_core.serving.checks import checked_artifact, missing_weights_message
+from lgg_core.serving.checks import checked_artifact
 
 if TYPE_CHECKING:
     import torch
