@@ -50,10 +50,18 @@ def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
     return external.compare(dice.pop(best), dice, name=best)
 
 
+def show_pairs(pairs: pd.DataFrame) -> None:
+    """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names."""
+    st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
+        column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
+        for column, (label, fmt) in PAIR_LABELS.items()})
+
+
 # Bootstraps worth keeping across reruns, for the catalog's models only: a visitor's predictions never enter a cache
 # that the whole process shares.
 cached_against_best = st.cache_data(show_spinner=False, max_entries=4)(against_best)
 cached_pair_tests = st.cache_data(show_spinner=False, max_entries=4)(stats.pairwise)
+cached_run_pairs = st.cache_data(show_spinner=False, max_entries=4)(crossval.compare_runs)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -205,6 +213,13 @@ for report in reports:
                 + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
     st.dataframe(crossval.summary_display(report.table), hide_index=True)
     st.plotly_chart(charts.folds_figure(report.pooled), key=f"cv-{report.name}")
+pooled = [report for report in reports if report.pooled is not None]
+if len(pooled) > 1:
+    st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are complete):")
+    show_pairs(cached_run_pairs(pooled))
+    st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided Wilcoxon, "
+               f"Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial run is compared "
+               "on the folds it has.")
 
 if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
@@ -242,9 +257,7 @@ with st.expander(f"All {len(pairs)} pairs: the full matrix and table"):
                "*n.s.* (no significant difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni "
                f"corrected over all pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table "
                "gives each pair's 95% CI (paired bootstrap over patients, 10,000 resamples).")
-    st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
-        column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
-        for column, (label, fmt) in PAIR_LABELS.items()})
+    show_pairs(pairs)
 
 names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
 # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.evaluation.metrics import bootstrap_ci
-from lgg_core.evaluation.stats import format_p, paired_difference
+from lgg_core.evaluation.stats import format_p, paired_difference, pairwise
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
 
@@ -175,14 +175,32 @@ class RunReport:
     problem: str | None = None
 
 
+def compare_runs(reports: list[RunReport], variant: str = "raw", n_boot: int = 10_000) -> pd.DataFrame:
+    """Every pair of cross-validation runs on the patients both hold out: the paired difference in per-patient Dice
+    with a bootstrap CI, the Wilcoxon p and Holm over the pairs (:func:`~lgg_core.evaluation.stats.pairwise`).
+
+    Args:
+        reports: :func:`run_report`'s reports; those that could not be pooled are left out.
+        variant: ``raw`` (as predicted), ``lcc`` or ``tta``.
+        n_boot: bootstrap resamples per pair.
+    """
+    parts = [r.pooled.loc[r.pooled["variant"] == variant, ["patient", "dice"]].assign(model=r.name)
+             for r in reports if r.pooled is not None]
+    values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "patient", "dice"])
+    return pairwise(values, n_boot=n_boot)
+
+
 def reproduce_command(folder: Path) -> str:
     """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG``, ``CONFIG-eEPOCHS``, or ``FROM+eEPOCHS``
-    for a run continued from run ``FROM``)."""
-    if continued := re.fullmatch(r"(.+)\+e(\d+)", folder.name):
-        config = reproduce_command(folder.with_name(continued[1])).split()[1]
-        # cv.sh writes every run under artifacts/cv/; the catalog's absolute path would name this server's disk
+    for a run continued from run ``FROM``; a config in a folder of configs, such as ``v2/unet``, keeps its folder)."""
+    # cv.sh writes every run under artifacts/cv/; the catalog's absolute path would name this server's disk
+    parts = folder.parts
+    under_cv = parts[len(parts) - parts[::-1].index("cv"):] if "cv" in parts[:-1] else parts[-1:]
+    name = "/".join(under_cv)
+    if continued := re.fullmatch(r"(.+)\+e(\d+)", name):
+        config = reproduce_command(Path("artifacts/cv") / continued[1]).split()[1]
         return f"train/cv.sh {config} {continued[2]} artifacts/cv/{continued[1]}"
-    match = re.fullmatch(r"(.+?)(?:-e(\d+))?", folder.name)
+    match = re.fullmatch(r"(.+?)(?:-e(\d+))?", name)
     return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
 

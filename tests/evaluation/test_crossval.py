@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from lgg_core.cli import main
-from lgg_core.evaluation.crossval import fold_dirs, fold_patients, run_report, summary, summary_markdown
+from lgg_core.evaluation.crossval import (compare_runs, fold_dirs, fold_patients, run_report, summary,
+                                         summary_markdown)
+from lgg_core.evaluation.stats import paired_difference
 
 
 def _fold(root: Path, fold: int, dice: dict[str, float], arch: str = "unet", epochs: int = 8,
@@ -56,6 +58,24 @@ def test_cli_pairs_a_run_against_another_on_shared_patients(folds: list[Path], t
     out = capsys.readouterr().out
     # Only fold 0's two patients are shared; the other run's fold 1 has none of them.
     assert "| as predicted | 2 | 0.775 | 0.700 | +0.075 (+0.050 to +0.100) |" in out
+
+
+def test_runs_are_compared_pair_by_pair_on_the_patients_both_hold_out(folds: list[Path], tmp_path: Path) -> None:
+    longer = _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6, "TCGA_CS_9": 0.1})
+    other = _fold(tmp_path / "other", 1, {"TCGA_HT_3": 0.6, "TCGA_FG_4": 0.5, "TCGA_DU_5": 0.9})
+    reports = [run_report(name, folder) for name, folder in
+               (("base", tmp_path), ("longer", longer.parent), ("other", other.parent))]
+    reports.append(run_report("gone", tmp_path / "gone"))  # not poolable: left out
+    pairs = compare_runs(reports, n_boot=500).set_index(["a", "b"])
+    # Ranked by mean: base 0.770, other 0.667, longer 0.550; each pair on the patients both hold out.
+    assert pairs.index.tolist() == [("base", "other"), ("base", "longer"), ("other", "longer")]
+    expected = paired_difference(np.array([0.9, 0.5]), np.array([0.95, 0.6]), n_boot=500)
+    assert pairs.loc[("base", "longer"), "n"] == 2  # TCGA_CS_9 only "longer" holds
+    assert pairs.loc[("base", "longer"), "mean_diff"] == pytest.approx(expected["mean_diff"]) == -0.075
+    assert pairs.loc[("base", "other"), ["n", "mean_diff"]].tolist() == pytest.approx([3, np.mean([0.2, 0.2, 0.05])])
+    assert pairs.loc[("other", "longer"), "n"] == 0
+    lcc = compare_runs(reports, variant="lcc", n_boot=500).set_index(["a", "b"])
+    assert lcc.loc[("base", "longer"), "mean_diff"] == pytest.approx(-0.075)  # both shifted by 0.01
 
 
 def test_patient_held_out_by_two_folds_is_refused(tmp_path: Path) -> None:
@@ -132,11 +152,14 @@ def test_cli_pools_a_run_folder_and_warns_when_folds_are_missing(folds: list[Pat
 
 
 def _catalog_with_runs(tmp_path: Path, zoo_catalog: Path) -> Path:
-    """One tiny-zoo model, the ``folds`` fixture's run (2 of 5 folds) and a run folder that does not exist."""
+    """One tiny-zoo model, the ``folds`` fixture's run (2 of 5 folds), a run folder that does not exist and a
+    one-fold run sharing two patients with the first."""
+    _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6})
     catalog = tmp_path / "models.toml"
     catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
                        f'[[crossval]]\nname = "unet"\npath = "{tmp_path}"\n'
-                       f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n')
+                       f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n'
+                       f'[[crossval]]\nname = "unet, longer"\npath = "{tmp_path / "longer"}"\n')
     return catalog
 
 
@@ -171,11 +194,16 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
     assert any("'gone'" in w.value for w in at.warning)
     boxes = [json_module.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(f["layout"]["title"]["text"].startswith("Per-patient Dice by held-out fold") for f in boxes)
+    runs = next(d.value for d in at.dataframe if "mean_diff" in d.value.columns and "unet" in set(d.value["b"]))
+    assert runs[["a", "b", "n"]].values.tolist() == [["unet, longer", "unet", 2]]
+    assert "Holm over these 1 pairs" in " ".join(c.value for c in at.caption)
 
 
 @pytest.mark.parametrize(("folder", "command"), [("unet-resnet50-transfer", "train/cv.sh unet-resnet50-transfer"),
                                                  ("unet-e30", "train/cv.sh unet 30"),
-                                                 ("unet-e30+e10", "train/cv.sh unet 10 artifacts/cv/unet-e30")])
+                                                 ("unet-e30+e10", "train/cv.sh unet 10 artifacts/cv/unet-e30"),
+                                                 ("v2/unet-mini", "train/cv.sh v2/unet-mini"),
+                                                 ("v2/unet-e30+e10", "train/cv.sh v2/unet 10 artifacts/cv/v2/unet-e30")])
 def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str) -> None:
     from lgg_core.evaluation.crossval import reproduce_command
 
