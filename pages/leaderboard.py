@@ -22,10 +22,10 @@ from lgg_core.data.cache import LGGData
 from lgg_core.app.state import (crossval_runs, dataset, eval_tables, open_slice, records, remembered_index,
                                 show_model_problems)
 
-PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "n": ("Shared patients", None),
-               "mean_a": ("Dice A", "%.3f"), "mean_b": ("Dice B", "%.3f"), "mean_diff": ("A − B", "%+.3f"),
-               "ci_low": ("95% CI low", "%+.3f"), "ci_high": ("95% CI high", "%+.3f"), "p": ("Wilcoxon p", "%.4f"),
-               "p_holm": ("Holm p", "%.4f"), "verdict": ("Verdict", None)}
+# The verdict and the difference first: in a narrow window the last columns scroll out of view.
+PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "verdict": ("Verdict", None),
+               "difference": ("A − B (95% CI)", None), "p_holm": ("Holm p", "%.4f"), "n": ("Shared patients", None),
+               "mean_a": ("Dice A", "%.3f"), "mean_b": ("Dice B", "%.3f"), "p": ("Wilcoxon p", "%.4f")}
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -51,8 +51,11 @@ def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
 
 
 def show_pairs(pairs: pd.DataFrame) -> None:
-    """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names."""
-    st.dataframe(pairs.drop(columns="metric"), hide_index=True, column_order=list(PAIR_LABELS), column_config={
+    """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names, the
+    difference and its CI in one column so that every column fits a 1366-pixel window."""
+    difference = [f"{m:+.3f} ({low:+.3f} to {high:+.3f})" if m == m else "–"
+                  for m, low, high in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])]
+    st.dataframe(pairs.drop(columns="metric").assign(difference=difference), hide_index=True, column_order=list(PAIR_LABELS), column_config={
         column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
         for column, (label, fmt) in PAIR_LABELS.items()})
 
