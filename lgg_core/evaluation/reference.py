@@ -23,7 +23,7 @@ KINDS = {"fold0": "model", "cv": "crossval"}
 
 
 def build_reference(catalog: str | Path | None = None) -> pd.DataFrame:
-    """Per-patient raw Dice of every evaluated segmenter and every cross-validation run of the catalog.
+    """Per-patient raw Dice of every evaluated segmenter and every complete cross-validation run of the catalog.
 
     Raises:
         ValueError: the catalog cannot be read, its models were held out on different patients, or a CV run cannot
@@ -38,7 +38,10 @@ def build_reference(catalog: str | Path | None = None) -> pd.DataFrame:
         if tables is not None and tables.patients is not None:
             parts.append(variant_patients(tables, "raw").assign(kind="model", name=record.name))
     for entry in load_crossval(catalog):
-        pooled = crossval.fold_patients(crossval.fold_dirs([entry.path]))
+        done = crossval.evaluated(crossval.fold_dirs([entry.path]))
+        if not done or len(done) < crossval.expected_folds(done):
+            continue  # still training: the bundled file would go stale with every fold that lands
+        pooled = crossval.fold_patients(done)
         parts.append(pooled[pooled["variant"] == "raw"].assign(kind="crossval", name=entry.name))
     table = pd.concat(parts, ignore_index=True)[COLUMNS]
     held_out = table[table["kind"] == "model"].groupby("name")["patient"].apply(frozenset)

@@ -209,3 +209,18 @@ def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str)
 
     assert reproduce_command(Path("artifacts/cv") / folder) == command
     assert reproduce_command(Path("/srv/app/artifacts/cv") / folder) == command
+
+
+def test_the_bundled_reference_leaves_out_a_run_still_training(folds: list[Path], tmp_path: Path,
+                                                              zoo_catalog: Path) -> None:
+    from lgg_core.evaluation.reference import build_reference
+
+    complete = tmp_path / "complete"
+    for fold in range(5):
+        _fold(complete, fold, {f"TCGA_CS_{fold}0": 0.5 + fold / 10})
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
+                       f'[[crossval]]\nname = "training"\npath = "{tmp_path}"\n'
+                       f'[[crossval]]\nname = "complete"\npath = "{complete}"\n')
+    runs = build_reference(catalog).query("kind == 'crossval'")
+    assert set(runs["name"]) == {"complete"} and len(runs) == 5  # "training" has 2 of its 5 folds
