@@ -75,35 +75,72 @@ def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossva
 
 
 
-def add_your_predictions(data: LGGData | None) -> external.Submission | None:
-    """The upload that scores a visitor's masks on ``data``; the result stays in this session only."""
+def add_yours(data: LGGData | None) -> external.Submission | None:
+    """Masks or a model of the visitor's, scored on ``data``; the result stays in this session only."""
     submission = st.session_state.get(yours.SESSION_KEY)
     # Open while it holds something: a rerun that remounts it (the page above it changed) must not hide the upload.
-    chosen = st.session_state.get("your_predictions_file") is not None
-    with st.expander("Add your predictions", expanded=submission is not None or chosen):
-        st.caption("Masks from your own model, scored exactly as `lgg score-predictions` scores them and compared "
-                   "with the zoo patient by patient. A `.zip` of masks named like the dataset's "
-                   "(`TCGA_CS_4941_19960909_12_mask.png` or `.tif`) or an `.npz` of per-patient (slices, 256, 256) "
-                   "volumes; binary or probabilities in [0, 1] (thresholded at 0.5). Only you see them; they are "
-                   "kept in memory for this session and never written to the server's disk.")
-        upload = st.file_uploader("Predicted masks", type=["zip", "npz"], key="your_predictions_file")
+    busy = st.session_state.get("your_kind", yours.MASKS) != yours.MASKS or any(
+        st.session_state.get(key) is not None for key in ("your_predictions_file", "your_model_file", yours.JOB_KEY))
+    with st.expander("Add your predictions or your model", expanded=submission is not None or busy):
+        kind = st.radio("What you bring", list(yours.KINDS), horizontal=True, key="your_kind",
+                        captions=list(yours.KINDS.values()))
         splits = list(external.SPLIT_LABELS)
         split = st.radio("Patients", splits, format_func=external.SPLIT_LABELS.get, horizontal=True,
                          key="your_predictions_split", index=splits.index(external.default_split(data)))
-        score, remove = st.columns([1, 5])
-        if score.button("Score", disabled=upload is None or data is None, type="primary"):
-            try:
-                with st.spinner("Scoring your predictions…"):
-                    submission = external.score_submission(upload.name, upload.getvalue(), split, data)
-                st.session_state[yours.SESSION_KEY] = submission
-            except ValueError as err:  # the reader's and the split's messages are written for the visitor
-                st.error(f"{upload.name}: {err}")
-        if submission is not None and remove.button("Remove my predictions"):
-            del st.session_state[yours.SESSION_KEY]
-            st.rerun()
-        if submission is not None:
+        if kind == yours.MASKS:
+            score_masks(data, split)
+        else:
+            start_model(data, split)
+        if (problem := st.session_state.pop(yours.ERROR_KEY, None)) is not None:
+            st.error(problem)
+        if (submission := st.session_state.get(yours.SESSION_KEY)) is not None:
+            if st.button("Remove mine"):
+                del st.session_state[yours.SESSION_KEY]
+                st.rerun()
             show_submission(submission, data)
     return submission
+
+
+def score_masks(data: LGGData | None, split: str) -> None:
+    st.caption("Masks from your own model, scored exactly as `lgg score-predictions` scores them and compared "
+               "with the zoo patient by patient. A `.zip` of masks named like the dataset's "
+               "(`TCGA_CS_4941_19960909_12_mask.png` or `.tif`) or an `.npz` of per-patient (slices, 256, 256) "
+               "volumes; binary or probabilities in [0, 1] (thresholded at 0.5). Only you see them; they are "
+               "kept in memory for this session and never written to the server's disk.")
+    upload = st.file_uploader("Predicted masks", type=["zip", "npz"], key="your_predictions_file")
+    if st.button("Score", disabled=upload is None or data is None, type="primary"):
+        try:
+            with st.spinner("Scoring your predictions…"):
+                st.session_state[yours.SESSION_KEY] = external.score_submission(upload.name, upload.getvalue(), split,
+                                                                                data)
+        except ValueError as err:  # the reader's and the split's messages are written for the visitor
+            st.error(f"{upload.name}: {err}")
+
+
+def start_model(data: LGGData | None, split: str) -> None:
+    from lgg_core.evaluation.by_reference import time_limit_s  # imports torch: only for visitors who bring a model
+    from lgg_core.serving.foreign import MAX_MODEL_BYTES, hub_enabled
+
+    st.caption("An ONNX segmenter (N × 3 × H × W float input, the zoo's normalisation, logits out; standard "
+               "operators only, weights inside the file) or a `.zip` of an `lgg_core` artifact folder (`config.json` "
+               f"and `model.safetensors`), at most {MAX_MODEL_BYTES >> 20} MiB. It runs here on the chosen patients, "
+               f"one visitor's model at a time and for at most {time_limit_s() / 60:.0f} minutes, then is scored as "
+               "`lgg evaluate model.onnx` scores it. Only you see the result; the file is deleted once the model "
+               "is loaded.")
+    upload = st.file_uploader("Model", type=["onnx", "zip"], key="your_model_file",
+                              max_upload_size=MAX_MODEL_BYTES >> 20)
+    repo = st.text_input("…or a Hub repo id of an lgg_core artifact", key="your_model_repo", placeholder="owner/name",
+                         help="Downloaded into a temporary folder, checked like any artifact, then deleted"
+                         ).strip() if hub_enabled() else ""
+    job = st.session_state.get(yours.JOB_KEY)
+    if st.button("Evaluate", type="primary",
+                 disabled=job is not None or data is None or (upload is None and not repo)):
+        try:
+            st.session_state[yours.JOB_KEY] = yours.start_job(upload, repo, split, data)
+        except ValueError as err:  # the split's message is written for the visitor
+            st.error(str(err))
+    if st.session_state.get(yours.JOB_KEY) is not None:
+        yours.job_progress()
 
 
 def show_submission(submission: external.Submission, data: LGGData | None) -> None:
@@ -143,7 +180,7 @@ def show_submission(submission: external.Submission, data: LGGData | None) -> No
 
 
 data = dataset()  # the visitor's predictions are scored on it; Compare can only open a patient it holds
-submission = add_your_predictions(data)
+submission = add_yours(data)
 recs, _ = records()
 items = [(record, *(eval_tables(record) if record.ok else (None, record.problem))) for record in recs]
 if not items:

@@ -1,7 +1,9 @@
-"""A visitor's own predictions on the Leaderboard: the forest plot against the zoo, slice pictures, the HTML report.
+"""A visitor's own predictions or model on the Leaderboard: the background job that runs a model, the forest plot
+against the zoo, slice pictures, the HTML report.
 
-Scoring is :func:`lgg_core.evaluation.external.score_submission`; the page keeps the result in the visitor's
-``st.session_state`` only, so nothing reaches another session, the disk or a shared cache.
+Scoring is :func:`lgg_core.evaluation.external.score_submission` for masks and
+:class:`lgg_core.evaluation.by_reference.ModelJob` for a model; the page keeps the result, and a running job, in the
+visitor's ``st.session_state`` only, so nothing reaches another session or a shared cache.
 """
 from __future__ import annotations
 
@@ -13,14 +15,58 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from lgg_core.app.overlay import ERROR_LEGEND, channel_view, error_overlay, png_bytes
 from lgg_core.data.cache import LGGData
+from lgg_core.evaluation import external
 
 SESSION_KEY = "your_predictions"
+JOB_KEY = "your_model_job"
+ERROR_KEY = "your_model_error"  # a finished job's failure, shown once after the rerun that ends it
+MASKS, MODEL = "Predicted masks", "A model"
+KINDS = {MASKS: "made anywhere, scored here", MODEL: "ONNX or lgg_core artifact, run here"}
 BETTER, WORSE, NEITHER = "#0072B2", "#D55E00", "#999999"  # Okabe–Ito blue and vermillion, grey
 LEGEND = "Over FLAIR: " + ", ".join(f"{label} ({colour})" for (label, _), colour in
                                    zip(ERROR_LEGEND, ("yellow", "vermillion", "sky blue"), strict=True))
+
+
+def start_job(upload: UploadedFile | None, repo: str, split: str, data: LGGData):
+    """Start evaluating the visitor's uploaded model (or, without one, the Hub repo ``repo``) on ``split``'s patients.
+
+    Raises:
+        ValueError: ``data`` lacks the split's patients; the message is meant for the visitor.
+    """
+    from lgg_core.evaluation.by_reference import ModelJob
+    from lgg_core.evaluation.reference import load_reference
+    from lgg_core.serving.foreign import open_model, pull_model
+
+    patients = external.split_patients(split, data, load_reference())
+    if upload is not None:
+        name, content = upload.name, upload.getvalue()
+        return ModelJob(name.rsplit(".", 1)[0], lambda: open_model(name, content), split, data, patients).start()
+    return ModelJob(repo.rsplit("/", 1)[-1], lambda: pull_model(repo), split, data, patients).start()
+
+
+@st.fragment(run_every=1.0)
+def job_progress() -> None:
+    """The running job's progress, redrawn each second; once it ends, its result (or why not) replaces it."""
+    job = st.session_state.get(JOB_KEY)
+    if job is None:
+        return
+    if job.running:
+        fraction, text = job.status()
+        st.progress(fraction, text=text)
+        if st.button("Stop", key="your_model_stop"):
+            job.cancel()
+        return
+    del st.session_state[JOB_KEY]
+    if job.submission is not None:
+        st.session_state[SESSION_KEY] = job.submission
+    else:
+        st.session_state[ERROR_KEY] = f"{job.name}: {job.error}"
+    st.rerun()
 
 
 def forest_figure(comparison: pd.DataFrame, title: str, reference: str = "predictions", flip: bool = False,

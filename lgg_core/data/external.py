@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -94,7 +94,7 @@ def binary_mask(values: np.ndarray, where: str) -> tuple[np.ndarray, bool]:
                               f"{len(present)} values ({', '.join(map(str, sorted(present)[:6]))}…)")
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+def _unsafe_member(info: zipfile.ZipInfo, max_bytes: int) -> str | None:
     """Why a zip member may not be read (None: it may)."""
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -104,20 +104,36 @@ def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
         return f"{name!r} is a symbolic link"
     if info.flag_bits & 0x1:
         return f"{name!r} is encrypted"
-    if info.file_size > (MAX_VOLUME_BYTES if name.endswith(".npy") else MAX_FILE_BYTES):
+    if info.file_size > max_bytes:
         return f"{name!r} is too large ({info.file_size >> 20} MiB once inflated)"
     return None
 
 
-def _zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """The archive's files, after checking its table of contents as a whole."""
+def _mask_member_bytes(name: str) -> int:
+    return MAX_VOLUME_BYTES if name.endswith(".npy") else MAX_FILE_BYTES
+
+
+def checked_members(archive: zipfile.ZipFile, max_files: int = MAX_FILES,
+                    member_bytes: Callable[[str], int] = _mask_member_bytes,
+                    max_total_bytes: int = MAX_TOTAL_BYTES) -> list[zipfile.ZipInfo]:
+    """An archive's files, after checking its table of contents as a whole and before anything is inflated.
+
+    Args:
+        archive: An open archive from a stranger.
+        max_files: The most files it may hold.
+        member_bytes: The most bytes a member of that name may inflate to.
+        max_total_bytes: The most bytes all members together may inflate to.
+
+    Raises:
+        PredictedMasksError: empty, too many files, a member that escapes the archive, is a link, is encrypted or too
+            large, a name held twice, or too many bytes in all.
+    """
     infos = [i for i in archive.infolist() if not i.is_dir()]
     if not infos:
         raise PredictedMasksError("the archive is empty")
-    if len(infos) > MAX_FILES:
-        raise PredictedMasksError(f"the archive holds {len(infos):,} files; at most {MAX_FILES:,} (one mask per slice "
-                                  "of the dataset) are accepted")
-    if problems := [why for why in map(_unsafe_member, infos) if why]:
+    if len(infos) > max_files:
+        raise PredictedMasksError(f"the archive holds {len(infos):,} files; at most {max_files:,} are accepted")
+    if problems := [why for i in infos if (why := _unsafe_member(i, member_bytes(i.filename)))]:
         raise PredictedMasksError(f"the archive is refused: {problems[0]}"
                                + (f" (and {len(problems) - 1} more such members)" if len(problems) > 1 else ""))
     names = [i.filename for i in infos]
@@ -125,13 +141,13 @@ def _zip_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         twice = {n for n in names if names.count(n) > 1}
         raise PredictedMasksError(f"the archive holds the same name twice: {listing(twice)}")
     total = sum(i.file_size for i in infos)
-    if total > MAX_TOTAL_BYTES:
-        raise PredictedMasksError(f"the archive inflates to {total >> 20} MiB; at most {MAX_TOTAL_BYTES >> 20} MiB are "
-                                  "accepted")
+    if total > max_total_bytes:
+        raise PredictedMasksError(f"the archive inflates to {total >> 20} MiB; at most {max_total_bytes >> 20} MiB "
+                                  "are accepted")
     return infos
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """A member's bytes, never more than it declares (a lying header is a corrupt archive)."""
     try:
         with archive.open(info) as f:
@@ -257,10 +273,10 @@ def read_predictions_bytes(name: str, data: bytes) -> Predictions:
     except zipfile.BadZipFile as err:
         raise PredictedMasksError(f"{name} is not a .zip or .npz archive (or it is damaged)") from err
     with archive:
-        infos = _zip_members(archive)
+        infos = checked_members(archive)
         if name.lower().endswith(".npz"):
             return _from_npz(data)
-        return _from_files((info.filename, _read_member(archive, info)) for info in infos)
+        return _from_files((info.filename, read_member(archive, info)) for info in infos)
 
 
 def read_predictions(path: str | Path) -> Predictions:

@@ -13,6 +13,7 @@ bootstrap CI of the mean difference, Wilcoxon p, Holm over those k tests.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -124,19 +125,30 @@ def check_coverage(pred: Predictions, data: LGGData, patients: list[str]) -> Non
                                       f"{len(slices[patient])})")
 
 
-def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size: int = 16) -> Predictions:
+def predict_split(predictor: Any, data: LGGData, patients: list[str], batch_size: int = 16,
+                  progress: Callable[[int, int], None] | None = None) -> Predictions:
     """Masks of a segmenter on ``patients``' slices: anything with ``inputs`` (what it takes:
     :data:`~lgg_core.data.inputs.INPUTS`) and ``predict(uint8 inputs) -> probabilities``.
 
     A model given by reference (e.g. :class:`~lgg_core.serving.onnx_backend.ForeignOnnxSegmenter`) is scored by
     :func:`score` like predictions made elsewhere, thresholded at 0.5 as the zoo's models are.
+
+    Args:
+        progress: Called with (slices done, slices in all) after each batch; it may raise to stop.
     """
     masks = {}
     numbers = data.index["slice"].to_numpy()
+    total, done = len(data.rows(patients)), 0
     for patient in patients:
         rows = data.rows([patient])
-        probs = predictor.predict(stack_inputs(data.images, data.index, predictor.inputs, rows), batch_size=batch_size)
-        masks[patient] = {int(n): p > 0.5 for n, p in zip(numbers[rows], probs)}
+        inputs = stack_inputs(data.images, data.index, predictor.inputs, rows)
+        probs = []
+        for start in range(0, len(rows), batch_size):
+            probs.append(predictor.predict(inputs[start : start + batch_size], batch_size=batch_size))
+            done += len(probs[-1])
+            if progress is not None:
+                progress(done, total)
+        masks[patient] = {int(n): p > 0.5 for n, p in zip(numbers[rows], np.concatenate(probs))}
     return Predictions(masks)
 
 
@@ -281,10 +293,19 @@ def score_submission(name: str, content: bytes, split: str, data: LGGData) -> Su
             (:class:`~lgg_core.data.external.PredictedMasksError` is one).
     """
     predictions = read_predictions_bytes(name, content)
+    return submission(name.rsplit(".", 1)[0], predictions, split, data)
+
+
+def submission(name: str, predictions: Predictions, split: str, data: LGGData) -> Submission:
+    """Score ``predictions`` on ``split``'s patients of ``data`` and compare them with the zoo's table.
+
+    Raises:
+        ValueError: the predictions do not cover the split's patients, or ``data`` lacks them.
+    """
     reference = load_reference()
     scored = score(predictions, data, split_patients(split, data, reference))
-    stem = name.rsplit(".", 1)[0][:60] or "predictions"
-    return Submission(stem, split, scored, compare(scored.dice(), others(reference, split)), predictions.notes)
+    return Submission(name[:60] or "predictions", split, scored, compare(scored.dice(), others(reference, split)),
+                      predictions.notes)
 
 
 def comparison_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -344,6 +345,36 @@ def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, w
         forest.scroll_into_view_if_needed()
         settle(page, f"yours-{width}x{height}")
         expect(page.get_by_role("button", name="HTML report")).to_be_visible()
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("width, height", [(1600, 1000), (1366, 768)])
+def test_your_model_runs_and_joins_the_leaderboard(browser: Browser, app_url: str, width: int, height: int,
+                                                    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A researcher's model, zipped as an artifact folder: upload, evaluate in the background, see its row."""
+    archive = tmp_path / "my-unet.zip"
+    zoo = build_tiny_zoo(tmp_path_factory.getbasetemp() / "tiny-zoo").parent  # built already: the server's own
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("config.json", "model.safetensors"):
+            z.write(zoo / "unet-mini" / name, f"my-unet/{name}")
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app_url)
+        expect(page.get_by_role("heading", name="Leaderboard").first).to_be_visible(timeout=TIMEOUT_MS)
+        settle(page, f"model-{width}x{height}-0")
+        page.get_by_text("Add your predictions").click()
+        kind = page.get_by_role("radio", name=re.compile("^A model"))
+        expect(kind).to_be_visible(timeout=TIMEOUT_MS)
+        kind.check(force=True)  # Streamlit hides the input itself under its styled circle
+        expect(page.get_by_role("button", name="Evaluate")).to_be_visible(timeout=TIMEOUT_MS)
+        page.locator('input[type="file"]').first.set_input_files(str(archive))
+        page.get_by_role("button", name="Evaluate", disabled=False).first.click()
+        expect(page.get_by_text(re.compile(r"my-unet\*?\*? on 3 patients \(every patient"))).to_be_visible(
+            timeout=TIMEOUT_MS)
+        settle(page, f"model-{width}x{height}")
+        expect(page.get_by_text("predicted on this server with PyTorch", exact=False)).to_be_visible()
     finally:
         page.close()
 
