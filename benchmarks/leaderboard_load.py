@@ -1,13 +1,15 @@
-"""How long the Leaderboard takes in a real browser: the first visit to a fresh server (a Space waking up) and a warm
-rerun, on the shipped catalog and the bundled demo set.
+"""How long the Leaderboard takes in a real browser: the first visit to a fresh server (a Space waking up) and warm
+reruns, on the shipped catalog and the bundled demo set.
 
-    python benchmarks/leaderboard_load.py [--servers 3] [--chromium /usr/bin/chromium]
+    python benchmarks/leaderboard_load.py [--servers 3] [--chromium /usr/bin/chromium] [--checkout DIR ...]
 
 Each round starts `streamlit run` anew and times, in headless Chromium, from the request until the page is done
-(Streamlit's script state back to "notRunning" with the table drawn): **cold**. It then clicks a toggle (the page
-runs again with every cache warm): **warm**. The artifact-check verdicts in $LGG_CACHE_DIR are kept between rounds, as
-the Space image keeps them (Dockerfile); the first round also pays the operating system's file cache. Prints a
-markdown table of each round and the medians.
+(Streamlit's script state back to "notRunning" with the table drawn): **cold**. It then turns on a toggle (the page
+runs again with every cache warm, showing rows it has not shown before): **new view**; and turns it off again (a view
+it has shown): **seen view**. The artifact-check verdicts in $LGG_CACHE_DIR are kept between rounds, as the Space
+image keeps them (Dockerfile); the first round also pays the operating system's file cache. With several
+``--checkout`` folders (e.g. another worktree at an older commit) the rounds alternate between them, so that their
+medians are measured side by side on the same noisy machine. Prints a markdown table of each round and the medians.
 """
 from __future__ import annotations
 
@@ -49,12 +51,20 @@ def until_done(page: Page) -> None:
     page.wait_for_selector(DONE, timeout=300_000)
 
 
-def one_round(chromium: str) -> tuple[float, float]:
+def _timed_click(page: Page, target) -> float:
+    start = time.perf_counter()
+    target.click()
+    page.wait_for_timeout(100)  # the script state turns "running" only after the click reaches the server
+    until_done(page)
+    return time.perf_counter() - start - 0.1
+
+
+def one_round(chromium: str, checkout: Path) -> tuple[float, float, float]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LGG_DATA_DIR", None)
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", f"--server.port={port}"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                              cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url)
@@ -66,13 +76,10 @@ def one_round(chromium: str) -> tuple[float, float]:
             until_done(page)
             cold = time.perf_counter() - start
             toggle = page.get_by_text("Post-processing variants", exact=True)
-            start = time.perf_counter()
-            toggle.click()
-            page.wait_for_timeout(100)  # the script state turns "running" only after the click reaches the server
-            until_done(page)
-            warm = time.perf_counter() - start - 0.1
+            new_view = _timed_click(page, toggle)
+            seen_view = _timed_click(page, toggle)
             browser.close()
-        return cold, warm
+        return cold, new_view, seen_view
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -80,14 +87,23 @@ def one_round(chromium: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", type=int, default=3, help="fresh servers to time (default 3)")
+    parser.add_argument("--servers", type=int, default=3, help="fresh servers to time per checkout (default 3)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--checkout", type=Path, action="append",
+                        help="a checkout whose app to time (repeatable; default: this one)")
     args = parser.parse_args()
-    rounds = [one_round(args.chromium) for _ in range(args.servers)]
-    print("| round | first visit to a fresh server (s) | warm rerun (s) |\n|---:|---:|---:|")
-    for i, (cold, warm) in enumerate(rounds, start=1):
-        print(f"| {i} | {cold:.1f} | {warm:.2f} |")
-    print(f"| median | {statistics.median(c for c, _ in rounds):.1f} | {statistics.median(w for _, w in rounds):.2f} |")
+    checkouts = args.checkout or [ROOT]
+    rounds = {c: [] for c in checkouts}
+    for _ in range(args.servers):
+        for checkout in checkouts:
+            rounds[checkout].append(one_round(args.chromium, checkout))
+    print("| checkout | round | first visit to a fresh server (s) | warm rerun, new view (s) | warm rerun, seen view (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for checkout, times in rounds.items():
+        for i, (cold, new, seen) in enumerate(times, start=1):
+            print(f"| {checkout.name} | {i} | {cold:.1f} | {new:.2f} | {seen:.2f} |")
+        medians = [statistics.median(t[k] for t in times) for k in range(3)]
+        print(f"| {checkout.name} | median | {medians[0]:.1f} | {medians[1]:.2f} | {medians[2]:.2f} |")
 
 
 if __name__ == "__main__":

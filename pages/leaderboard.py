@@ -5,9 +5,12 @@ differ most, and a visitor's own predictions, scored for that session only."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from lgg_core.app import charts
@@ -19,8 +22,8 @@ from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
 from lgg_core.data.cache import LGGData
-from lgg_core.app.state import (crossval_runs, dataset, eval_tables, open_slice, records, remembered_index,
-                                show_model_problems)
+from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, records,
+                                remembered_index, show_model_problems)
 
 # The verdict and the difference first: in a narrow window the last columns scroll out of view.
 PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "verdict": ("Verdict", None),
@@ -35,9 +38,8 @@ st.caption("Metrics on each model's held-out test patients (patient-level fold 0
 show_model_problems()
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
 def board(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The leaderboard and the per-patient Dice of its segmenter rows (bootstraps: worth keeping across reruns).
+    """The leaderboard and the per-patient Dice of its segmenter rows.
 
     Gated pipelines, one per classifier and segmenter, cost most of a cold start: built only when asked for.
     """
@@ -60,11 +62,17 @@ def show_pairs(pairs: pd.DataFrame) -> None:
         for column, (label, fmt) in PAIR_LABELS.items()})
 
 
-# Bootstraps worth keeping across reruns, for the catalog's models only: a visitor's predictions never enter a cache
-# that the whole process shares.
-cached_against_best = st.cache_data(show_spinner=False, max_entries=4)(against_best)
-cached_pair_tests = st.cache_data(show_spinner=False, max_entries=4)(stats.pairwise)
-cached_run_pairs = st.cache_data(show_spinner=False, max_entries=4)(crossval.compare_runs)
+@st.cache_data(show_spinner=False, max_entries=64)
+def _kept(what: str, key: tuple, _compute: Callable[[], Any]) -> Any:
+    return _compute()
+
+
+def kept(what: str, key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (bootstraps, tables, figures) kept across reruns under ``key``, a cheap fingerprint of everything
+    it reads, since hashing the tables themselves on every rerun costs more than a second. Only for the catalog's
+    entries: with a visitor's own entry on the page it is computed afresh, so it never enters a cache that the whole
+    process shares."""
+    return compute() if submission is not None else _kept(what, key, compute)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -193,7 +201,8 @@ show_variants = left.toggle("Post-processing variants", value=False,
 show_gated = right.toggle("Gated pipelines", value=False,
                           help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
                                "models' slice tables")
-full, per_entry = board(items, show_gated)
+catalog = catalog_key(items)
+full, per_entry = kept("board", (catalog, show_gated), lambda: board(items, show_gated))
 if submission is not None:  # computed apart: the shared cache of board() never holds a visitor's entry
     mine = [(submission.record(), submission.tables(), None)]
     full = lb.leaderboard(full.to_dict("records") + lb.all_rows(mine, gated=False))
@@ -223,7 +232,7 @@ if submission is not None:
 per_patient = stats.patient_dice(evals)
 if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
     st.subheader(f"Compared with the best: {best}")
-    against = (cached_against_best if submission is None else against_best)(per_patient, best)
+    against = kept("against-best", (catalog, best), lambda: against_best(per_patient, best))
     st.plotly_chart(yours.forest_figure(
         against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
         x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
@@ -235,6 +244,7 @@ if (best := lb.champion(items)) is not None and per_patient["model"].nunique() >
 
 runs, problem = crossval_runs()
 reports = [cv_report(entry.name, str(entry.path), mtimes) for entry, mtimes in runs]
+runs_key = tuple((entry.name, str(entry.path), mtimes) for entry, mtimes in runs)
 if reports or problem:
     st.subheader("Cross-validation: every patient held out once")
     st.caption("The rows above score one test fold of 22 patients. A cross-validation run trains the same recipe "
@@ -252,11 +262,13 @@ for report in reports:
                 + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
                 + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
     st.dataframe(crossval.summary_display(report.table), hide_index=True)
-    st.plotly_chart(charts.folds_figure(report.pooled), key=f"cv-{report.name}")
 pooled = [report for report in reports if report.pooled is not None]
+if pooled:
+    st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),
+                    key="cv-folds")
 if len(pooled) > 1:
     st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are complete):")
-    show_pairs(cached_run_pairs(pooled))
+    show_pairs(kept("run-pairs", runs_key, lambda: crossval.compare_runs(pooled)))
     st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided Wilcoxon, "
                f"Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial run is compared "
                "on the folds it has.")
@@ -265,32 +277,46 @@ if per_patient.empty:
     st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
     st.stop()
 
-left, right = st.columns(2)
-left.plotly_chart(charts.dice_distribution_figure(per_patient))
-right.plotly_chart(charts.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"))
-left.plotly_chart(charts.scatter_figure(table, "params", "patient_dice", "Quality vs parameters", log_x=True))
-if len(timed):
-    right.plotly_chart(charts.scatter_figure(table, "latency_ms", "patient_dice", "Quality vs latency"))
+rows_key = (catalog, show_variants, show_gated, tuple(sorted((n, m.measured_at) for n, m in measured.items())))
+figures = {"Per-patient Dice": lambda: charts.dice_distribution_figure(per_patient),
+           "Dice vs HD95": lambda: charts.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"),
+           "Quality vs parameters": lambda: charts.scatter_figure(table, "params", "patient_dice",
+                                                                  "Quality vs parameters", log_x=True),
+           "Quality vs latency": lambda: charts.scatter_figure(table, "latency_ms", "patient_dice",
+                                                               "Quality vs latency")}
+# One figure at a time: each one the browser draws adds to every rerun of the page.
+shown_figure = st.segmented_control("Figure", list(figures), default=list(figures)[0], key="leaderboard_figure",
+                                    label_visibility="collapsed") or list(figures)[0]
+if shown_figure == "Quality vs latency" and not len(timed):
+    st.info("Press **Measure latency** to plot quality against latency.")
 else:
-    right.info("Press **Measure latency** to plot quality against latency.")
+    st.plotly_chart(kept(shown_figure, rows_key, figures[shown_figure]))
 
 st.subheader("Per institution")
 shown = per_entry[per_entry["model"].isin(table["model"])]
 everything = "all rows shown above"
 choice = st.selectbox("Results for", [everything, *table.loc[table["model"].isin(shown["model"]), "model"]])
-breakdown = lb.institution_breakdown(shown if choice == everything else shown[shown["model"] == choice])
+
+
+def institutions() -> tuple[pd.DataFrame, go.Figure]:
+    breakdown = lb.institution_breakdown(shown if choice == everything else shown[shown["model"] == choice])
+    return breakdown, charts.institution_figure(breakdown)
+
+
+breakdown, figure = kept("institutions", (rows_key, choice), institutions)
 st.dataframe(lb.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
 st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
            "patients (none for a single patient). Few patients per institution make wide intervals.")
-st.plotly_chart(charts.institution_figure(breakdown))
+st.plotly_chart(figure)
 
 st.subheader("Decide between two models")
-pairs = (cached_pair_tests if submission is None else stats.pairwise)(per_patient)
+pairs = kept("pairs", catalog, lambda: stats.pairwise(per_patient))
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()
-with st.expander(f"All {len(pairs)} pairs: the full matrix and table"):
-    st.plotly_chart(charts.pairwise_figure(pairs))
+# A toggle rather than an expander: a collapsed expander still draws the matrix, which grows with the models.
+if st.toggle(f"All {len(pairs)} pairs: the full matrix and table", key="leaderboard_all_pairs"):
+    st.plotly_chart(kept("matrix", catalog, lambda: charts.pairwise_figure(pairs)))
     st.caption("Each cell compares the row model with the column model on the held-out patients both were "
                "evaluated on. Colour and first line: mean per-patient Dice of the row model minus the column "
                "model's (blue: row higher, red: column higher). Second line: the row model is *better*, *worse*, or "

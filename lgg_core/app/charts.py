@@ -142,14 +142,35 @@ def scatter_figure(table: pd.DataFrame, x: str, y: str, title: str, log_x: bool 
 
 
 def institution_figure(breakdown: pd.DataFrame) -> go.Figure:
-    """Grouped bars: mean per-patient Dice per institution and model, with 95% CI whiskers and patient counts."""
-    data = breakdown.assign(plus=breakdown["ci_high"] - breakdown["dice"],
-                            minus=breakdown["dice"] - breakdown["ci_low"])
-    fig = px.bar(data, x="institution", y="dice", color="model", barmode="group", error_y="plus",
-                 error_y_minus="minus", hover_data={"patients": True, "plus": False, "minus": False},
-                 labels={"dice": "mean per-patient Dice", "institution": "institution", "patients": "patients"},
-                 title="Mean per-patient Dice by institution (whiskers: 95% CI over patients; none for one patient)")
-    return fig.update_yaxes(range=[0, 1.05])
+    """Mean per-patient Dice per model (rows, best overall first) and institution (columns), one cell each with its
+    95% CI and patient count on hover: every label stays readable at any number of models, since the figure grows with
+    them (grouped bars drew one bar per model in each institution)."""
+    grid = breakdown.pivot(index="model", columns="institution", values=["dice", "ci_low", "ci_high", "patients"])
+    models = grid["dice"].mean(axis=1).sort_values(ascending=False, kind="stable").index
+    grid = grid.loc[models]
+    sites = list(grid["dice"].columns)
+    counts = grid["patients"].max()
+    hover = [[f"{_ci_text(grid['dice'].at[m, i], grid['ci_low'].at[m, i], grid['ci_high'].at[m, i])}; "
+              f"patients: {_count(grid['patients'].at[m, i])}" for i in sites] for m in models]
+    fig = go.Figure(go.Heatmap(
+        z=grid["dice"].to_numpy(), x=[f"{i} (n={_count(counts[i])})" for i in sites], y=list(models),
+        customdata=hover, texttemplate="%{z:.2f}", colorscale="Blues", zmin=0, zmax=1, xgap=2, ygap=2,
+        colorbar={"title": {"text": "per-patient<br>Dice"}},
+        hovertemplate="%{y} at %{x}<br>mean per-patient Dice %{customdata}<extra></extra>"))
+    fig.update_xaxes(side="top", showgrid=False, tickmode="linear")
+    fig.update_yaxes(autorange="reversed", showgrid=False, tickmode="linear")
+    return fig.update_layout(title="Mean per-patient Dice by institution (hover: 95% CI over patients, patients)",
+                             height=160 + 24 * len(models), margin={"t": 110})
+
+
+def _count(value: float) -> str:
+    return "–" if pd.isna(value) else str(int(value))
+
+
+def _ci_text(value: float, low: float, high: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return f"{value:.3f}" + ("" if pd.isna(low) else f" (95% CI {low:.3f}–{high:.3f})")
 
 
 # The matrix reads from the row model's side: "A better" in an ordered pair means the row model is better.
@@ -180,13 +201,19 @@ def pairwise_figure(pairs: pd.DataFrame) -> go.Figure:
                              xaxis_title="column model", height=220 + 64 * len(models), font={"size": 11})
 
 
-def folds_figure(pooled: pd.DataFrame, variant: str = "raw") -> go.Figure:
-    """Per-patient Dice of one variant, one box per fold: whether one fold carries the mean."""
-    rows = pooled[pooled["variant"] == variant].assign(fold=lambda t: "fold " + t["fold"].astype(str))
-    fig = px.box(rows, x="fold", y="dice", points="all", hover_data=["patient", "institution"],
+def folds_figure(runs: dict[str, pd.DataFrame], variant: str = "raw") -> go.Figure:
+    """Per-patient Dice of one variant by held-out fold, a box per run and fold: whether one fold carries a run's mean.
+
+    Args:
+        runs: Each cross-validation run's pooled per-patient table (:func:`lgg_core.evaluation.crossval.run_report`),
+            by name.
+    """
+    rows = pd.concat([pooled[pooled["variant"] == variant].assign(run=name) for name, pooled in runs.items()])
+    rows = rows.assign(fold="fold " + rows["fold"].astype(str)).sort_values("fold", kind="stable")
+    fig = px.box(rows, x="fold", y="dice", color="run", points="all", hover_data=["patient", "institution"],
                  title=f"Per-patient Dice by held-out fold ({VARIANT_NAMES.get(variant, variant)})",
-                 labels={"dice": "per-patient Dice", "fold": ""})
-    return fig.update_yaxes(range=[0, 1.02])
+                 labels={"dice": "per-patient Dice", "fold": "", "run": ""})
+    return fig.update_yaxes(range=[0, 1.02]).update_layout(boxmode="group", legend={"orientation": "h", "y": -0.12})
 
 
 def reliability_figure(level: dict[str, Any], title: str) -> go.Figure:

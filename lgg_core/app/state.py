@@ -304,15 +304,25 @@ def patient_gate(name: str, data: LGGData, patient: str) -> Gate | None:
 
 
 @st.cache_data(show_spinner=False)
-def _eval(record: ModelRecord, summary_mtime: float) -> tuple[EvalTables | None, str | None]:
-    return read_eval(record)
+def _eval(name: str, path: str, problem: str | None, summary_mtime: float,
+          _record: ModelRecord) -> tuple[EvalTables | None, str | None]:
+    # Not keyed by the record itself: hashing every config on each rerun of the Leaderboard costs a quarter second.
+    return read_eval(_record)
 
 
 def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     """The model's eval tables (re-read when ``lgg evaluate`` rewrites them); the visitor's from this session."""
     if (submission := visitor()) is not None and record.name == submission.label:
         return submission.tables(), None
-    return _eval(record, mtime(record.path / "eval" / "summary.json") if record.path else 0.0)
+    summary = mtime(record.path / "eval" / "summary.json") if record.path else 0.0
+    return _eval(record.name, str(record.path), record.problem, summary, record)
+
+
+def catalog_key(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> tuple:
+    """A cheap fingerprint of the catalog's entries and their eval tables, for cache keys: each entry's name, folder,
+    problem and evaluation time (the tables are re-read when that changes, see :func:`eval_tables`)."""
+    return tuple((record.name, str(record.path), problem, record.path is not None and
+                  mtime(record.path / "eval" / "summary.json")) for record, _, problem in items)
 
 
 def crossval_runs() -> tuple[list[tuple[CrossvalEntry, tuple[float, ...]]], str | None]:

@@ -68,7 +68,7 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     next(b for b in at.button if b.label == "Measure latency").click().run()
     assert_clean(at)
     assert at.dataframe[0].value.set_index("model")["latency_ms"]["unet-mini"] > 0
-    assert len(at.get("plotly_chart")) == 7  # against the best, five figures and the pairwise matrix
+    assert len(at.get("plotly_chart")) == 3  # against the best, the picked figure and institutions; the matrix on request
 
 
 def show_every_row(at: AppTest) -> AppTest:
@@ -165,8 +165,10 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     assert timed.loc["unet-mini + flip TTA", "timed_on"] == "ONNX Runtime int8 · CPU"
     assert timed.loc["gated: resnet18 → unet-mini", "timed_on"] == "PyTorch fp32 · CPU"  # the gate runs torch parts
     assert np.isnan(timed.loc["not-trained-yet", "latency_ms"])
-    x_titles = [json.loads(chart.proto.spec)["layout"]["xaxis"]["title"]["text"] for chart in first.get("plotly_chart")
-                if "xaxis" in json.loads(chart.proto.spec)["layout"]]
+    next(g for g in first.button_group if g.key == "leaderboard_figure").set_value("Quality vs latency").run()
+    assert_clean(first)
+    x_titles = [json.loads(chart.proto.spec)["layout"].get("xaxis", {}).get("title", {}).get("text")
+                for chart in first.get("plotly_chart")]
     assert "Latency (ms/slice)" in x_titles
 
     second = show_every_row(open_page("leaderboard"))  # another visitor: nothing measured, the same numbers
@@ -368,8 +370,13 @@ def test_leaderboard_pairs_matrix_and_a_pair_opens_compare_on_its_patient() -> N
 
     at = open_page("leaderboard")
     assert_clean(at)
+    matrix = next(t for t in at.toggle if t.label.endswith("pairs: the full matrix and table"))
+    count = len(at.get("plotly_chart"))
+    matrix.set_value(True).run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == count + 1
     figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    heatmaps = [f for f in figures if f["data"][0]["type"] == "heatmap"]
+    heatmaps = [f for f in figures if "row − column" in str(f["data"][0].get("colorbar"))]
     assert len(heatmaps) == 1
     heat = heatmaps[0]["data"][0]
     segmenters = {"cnn-encdec", "unet-mini", "unet-mini-2.5d"}

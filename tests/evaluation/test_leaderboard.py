@@ -261,6 +261,23 @@ def test_institution_breakdown_counts_patients_and_gives_cis() -> None:
                                                            "0.300", "0.200"]
 
 
+def test_institution_figure_is_one_cell_per_model_and_institution_best_first() -> None:
+    from lgg_core.app.charts import institution_figure
+    from lgg_core.evaluation.leaderboard import institution_breakdown
+
+    models = [f"model-{i}" for i in range(30)]  # more rows than grouped bars could label
+    per_patient = pd.DataFrame([{"model": m, "patient": p, "institution": site, "dice": (i + j) / 60}
+                                for i, m in enumerate(models) for j, (p, site) in enumerate(
+                                    [("p", "X"), ("q", "X"), ("r", "Y")])])
+    fig = institution_figure(institution_breakdown(per_patient, n_boot=50))
+    (heatmap,) = fig.data
+    assert list(heatmap.y) == models[::-1]  # best overall first, every model labelled
+    assert list(heatmap.x) == ["X (n=2)", "Y (n=1)"]
+    assert heatmap.z[0][1] == pytest.approx(31 / 60) and heatmap.customdata[0][1] == "0.517; patients: 1"
+    assert "(95% CI" in heatmap.customdata[0][0]
+    assert fig.layout.height >= 24 * len(models)
+
+
 def test_styled_table_shows_words_rounded_numbers_cis_and_dashes() -> None:
     from lgg_core.evaluation.leaderboard import LABELS, all_rows, styled, with_latency
     from lgg_core.serving.latency import Latency
