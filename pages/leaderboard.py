@@ -180,8 +180,9 @@ def show_submission(submission: external.Submission, data: LGGData | None) -> No
                         file_name=f"{submission.name}-dice.csv", mime="text/csv")
     report.download_button(
         "HTML report", lambda: yours.report_html(
-            submission.label, f"Scored on {external.SPLIT_LABELS[submission.split]} as `lgg score-predictions "
-            f"--split {submission.split}` scores them.", submission.notes, submission.scores_markdown(),
+            submission.label, f"Scored on {external.SPLIT_LABELS[submission.split]} as `"
+            + ("lgg evaluate model.onnx" if submission.source == "model" else "lgg score-predictions")
+            + f" --split {submission.split}` scores them.", submission.notes, submission.scores_markdown(),
             external.comparison_display(submission.comparison), yours.forest_figure(submission.comparison, title),
             pictures, external.patients_display(submission.scored)),
         file_name=f"{submission.name}-report.html", mime="text/html")

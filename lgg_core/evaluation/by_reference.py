@@ -139,5 +139,5 @@ class ModelJob:
                                  "a model trained on any of these patients scores too high, which nothing here can "
                                  "check")
         self.phase = "scoring"
-        self.submission = submission(self.name, predictions, self.split, self.data)
+        self.submission = submission(self.name, predictions, self.split, self.data, source="model")
 

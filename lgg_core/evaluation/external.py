@@ -265,6 +265,7 @@ class Submission:
     scored: Scored
     comparison: pd.DataFrame
     notes: list[str]
+    source: str = "predictions"  # or "model": a model run on this server (:mod:`lgg_core.evaluation.by_reference`)
 
     @property
     def label(self) -> str:
@@ -273,9 +274,9 @@ class Submission:
 
     def record(self) -> ModelRecord:
         """A record for the leaderboard's row builders: a segmenter with stored masks and no weights."""
-        return ModelRecord(self.label, None, {"arch": "your predictions", "task": "segment",
+        return ModelRecord(self.label, None, {"arch": f"your {self.source}", "task": "segment",
                                               "training": {"fold": 0 if self.split == "fold0" else None,
-                                                           "protocol": "your predictions (this session only)"}},
+                                                           "protocol": f"your {self.source} (this session only)"}},
                            has_weights=False)
 
     def tables(self) -> EvalTables:
@@ -296,7 +297,8 @@ def score_submission(name: str, content: bytes, split: str, data: LGGData) -> Su
     return submission(name.rsplit(".", 1)[0], predictions, split, data)
 
 
-def submission(name: str, predictions: Predictions, split: str, data: LGGData) -> Submission:
+def submission(name: str, predictions: Predictions, split: str, data: LGGData,
+               source: str = "predictions") -> Submission:
     """Score ``predictions`` on ``split``'s patients of ``data`` and compare them with the zoo's table.
 
     Raises:
@@ -305,7 +307,7 @@ def submission(name: str, predictions: Predictions, split: str, data: LGGData) -
     reference = load_reference()
     scored = score(predictions, data, split_patients(split, data, reference))
     return Submission(name[:60] or "predictions", split, scored, compare(scored.dice(), others(reference, split)),
-                      predictions.notes)
+                      predictions.notes, source)
 
 
 def comparison_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -55,6 +55,7 @@ def test_a_job_scores_what_a_direct_run_scores(zoo_catalog: Path, data: LGGData,
     direct = external.score(external.predict_split(TorchPredictor(folder, "cpu"), data, patients), data, patients)
     assert job.submission.scored.dice()["dice"].tolist() == pytest.approx(direct.dice()["dice"].tolist())
     assert job.submission.label == "yours: mine" and "PyTorch" in job.submission.notes[-1]
+    assert job.submission.record().config["training"]["protocol"] == "your model (this session only)"
     assert seen == sorted(seen) and seen[-1] == len(data.rows(patients)) == job.total  # progress only rises
     against = external.compare(direct.dice(), others(load_reference(), "cv"))
     assert job.submission.comparison[["model", "mean_diff"]].equals(against[["model", "mean_diff"]])
