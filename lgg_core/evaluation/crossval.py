@@ -100,7 +100,8 @@ def summary(pooled: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
     for variant, group in pooled.groupby("variant", sort=False):
         dice = group["dice"].to_numpy(float)
         mean_ci = bootstrap_ci(dice, n_boot=n_boot)
-        median_ci = bootstrap_ci(dice, n_boot=n_boot, statistic=np.nanmedian)
+        # The same medians without NaN, but nanmedian goes through masked arrays: 0.6 s of a cold Leaderboard.
+        median_ci = bootstrap_ci(dice, n_boot=n_boot, statistic=np.nanmedian if np.isnan(dice).any() else np.median)
         rows.append({"variant": variant, "folds": group["fold"].nunique(), "patients": len(group),
                      "mean": float(np.nanmean(dice)), "mean_low": mean_ci[0], "mean_high": mean_ci[1],
                      "median": float(np.nanmedian(dice)), "median_low": median_ci[0], "median_high": median_ci[1],

@@ -1,5 +1,6 @@
-"""The Leaderboard runs no model, so rendering it must not import PyTorch or the model libraries (seconds on a cold
-server). Checked in a fresh interpreter: the test process itself has long imported them."""
+"""The Leaderboard runs no model and computes no AUROC, so rendering it must not import PyTorch, the model libraries or
+scikit-learn (seconds on a cold server). Checked in a fresh interpreter: the test process itself has long imported
+them."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 from lgg_core.serving.records import resolve_models
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["torch", "torchvision", "segmentation_models_pytorch", "timm", "onnxruntime"]
+HEAVY = ["torch", "torchvision", "segmentation_models_pytorch", "timm", "onnxruntime", "sklearn"]
 RENDER = """
 import json, sys
 from streamlit.testing.v1 import AppTest
