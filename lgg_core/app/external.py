@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from lgg_core.app.overlay import ERROR_LEGEND, channel_view, error_overlay, png_bytes
@@ -45,8 +47,19 @@ def start_job(upload: UploadedFile | None, repo: str, split: str, data: LGGData)
     patients = external.split_patients(split, data, load_reference())
     if upload is not None:
         name, content = upload.name, upload.getvalue()
-        return ModelJob(name.rsplit(".", 1)[0], lambda: open_model(name, content), split, data, patients).start()
-    return ModelJob(repo.rsplit("/", 1)[-1], lambda: pull_model(repo), split, data, patients).start()
+        job = ModelJob(name.rsplit(".", 1)[0], lambda: open_model(name, content), split, data, patients, alive=_alive())
+    else:
+        job = ModelJob(repo.rsplit("/", 1)[-1], lambda: pull_model(repo), split, data, patients, alive=_alive())
+    return job.start()
+
+
+def _alive() -> Callable[[], bool] | None:
+    """Whether this visitor's session is still connected, asked from the job's thread (None outside a server)."""
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session)
 
 
 @st.fragment(run_every=1.0)

@@ -46,6 +46,10 @@ def time_limit_s() -> float:
 class ModelJob:
     """One visitor's model, opened and run on ``patients`` of ``data`` in a background thread.
 
+    Args:
+        alive: Whether the visitor who started it is still there (their page closed: the job gives up its turn at the
+            next batch, so a queue never waits on nobody); None: always.
+
     Attributes:
         name: The row name its scores get.
         phase: ``queued``, ``loading``, ``predicting``, ``scoring``, then ``done``, ``failed`` or ``stopped``.
@@ -55,9 +59,10 @@ class ModelJob:
     """
 
     def __init__(self, name: str, open_model: Callable[[], Any], split: str, data: LGGData, patients: list[str],
-                 limit_s: float | None = None) -> None:
+                 limit_s: float | None = None, alive: Callable[[], bool] | None = None) -> None:
         self.name, self.split, self.data, self.patients = name, split, data, patients
         self.limit_s = time_limit_s() if limit_s is None else limit_s
+        self._alive = alive
         self._open: Callable[[], Any] | None = open_model
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lgg-visitor-model", daemon=True)
@@ -95,10 +100,15 @@ class ModelJob:
             return 1.0, "Scoring and comparing with the zoo…"
         return 1.0, self.phase
 
-    def _tick(self, done: int, total: int, started: float) -> None:
-        self.done, self.total = done, total
+    def _check(self) -> None:
         if self._cancel.is_set():
             raise Stopped("stopped on request")
+        if self._alive is not None and not self._alive():
+            raise Stopped("stopped: the visitor who started it has left")
+
+    def _tick(self, done: int, total: int, started: float) -> None:
+        self.done, self.total = done, total
+        self._check()
         if time.monotonic() - started > self.limit_s:
             raise Stopped(f"stopped after {self.limit_s:.0f} s, this server's limit for one model, at slice {done} of "
                           f"{total}: run `lgg evaluate` on your own machine for a slower model")
@@ -106,8 +116,7 @@ class ModelJob:
     def _run(self) -> None:
         try:
             while not _SLOT.acquire(timeout=0.2):
-                if self._cancel.is_set():
-                    raise Stopped("stopped on request")
+                self._check()
             try:
                 self._evaluate()
             finally:

@@ -90,6 +90,21 @@ def test_one_model_runs_at_a_time_and_the_next_waits_its_turn(data: LGGData, pat
     assert second.calls > 0
 
 
+def test_a_job_whose_visitor_left_gives_up_its_turn(data: LGGData, patients: list[str]) -> None:
+    first, second = Slow(), Slow()
+    second.go.set()
+    here = threading.Event()
+    here.set()
+    left = ModelJob("left", lambda: first, "cv", data, patients, alive=here.is_set).start()
+    while first.calls == 0:
+        left.wait(0.05)
+    waiting = ModelJob("waiting", lambda: second, "cv", data, patients).start()
+    here.clear()  # the tab was closed
+    first.go.set()
+    assert finished(left).phase == "stopped" and left.error == "stopped: the visitor who started it has left"
+    assert first.calls == 1 and finished(waiting).phase == "done"
+
+
 @pytest.mark.parametrize("error, phase, message", [
     (ValueError("mine.onnx cannot be run: it uses custom operators"), "failed", "it uses custom operators"),
     (RuntimeError("/srv/secret/path exploded"), "failed", "your model failed while it ran (RuntimeError)")])
