@@ -307,13 +307,36 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         print(f"warning: {len(folds)} of {expected} folds: the pooled patients are not the whole dataset",
               file=sys.stderr)
     print(crossval.summary_markdown(crossval.summary(pooled)))
-    if args.against:
-        other = crossval.fold_patients(crossval.fold_dirs(args.against))
+    other = crossval.fold_patients(crossval.fold_dirs(args.against)) if args.against else None
+    if other is not None:
         print(f"\nPaired by patient against {' '.join(args.against)}:\n")
         print(crossval.paired_markdown(crossval.paired_against(pooled, other)))
+    if args.data_dir or os.environ.get(DATA_DIR_ENV):
+        _print_missing_sequences(pooled, other, _load(args))
+    else:
+        print(f"\n(the patients lacking a contrast sequence are scored apart when the dataset is given: --data-dir or "
+              f"${DATA_DIR_ENV})", file=sys.stderr)
     if args.out:
         pooled.to_csv(args.out, index=False)
     return 0
+
+
+def _print_missing_sequences(pooled, other, data: LGGData) -> None:
+    """The pooled patients whose contrast sequences the dataset replaced by FLAIR, scored apart (and paired)."""
+    from lgg_core.data.inputs import missing_sequences
+    from lgg_core.evaluation import crossval
+
+    apart = missing_sequences(data.images, data.index)
+    mine = pooled[pooled["patient"].isin(list(apart))]
+    if mine.empty:
+        print("\nNone of the pooled patients lacks a contrast sequence.")
+        return
+    print(f"\nThe {mine['patient'].nunique()} pooled patients lacking a contrast sequence (FLAIR repeated in its "
+          "place), apart:\n")
+    print(crossval.summary_markdown(crossval.summary(mine)))
+    if other is not None:
+        print()
+        print(crossval.paired_markdown(crossval.paired_against(mine, other)))
 
 
 def cmd_score_predictions(args: argparse.Namespace) -> int:
@@ -448,11 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.set_defaults(func=cmd_leaderboard)
 
     crossval = commands.add_parser(
-        "crossval", help="pool one model's evaluated fold artifacts: per-patient Dice over every held-out patient",
+        "crossval", parents=[data_options],
+        help="pool one model's evaluated fold artifacts: per-patient Dice over every held-out patient",
         description="Reads each fold artifact's eval/patients.csv (lgg evaluate on that fold's test patients), "
                     "refuses folds of different models or recipes and patients held out twice, and prints the mean "
                     "and median per-patient Dice with 95%% bootstrap CIs over patients, per variant (as predicted, "
-                    "largest 3D component, flip TTA).")
+                    "largest 3D component, flip TTA); with the dataset (--data-dir), the patients lacking a contrast sequence "
+                    "apart.")
     crossval.add_argument("artifacts", nargs="+",
                           help="one artifact folder per fold, or a run folder holding fold-* (train/cv.sh's)")
     crossval.add_argument("--out", help="also write the pooled per-patient table (CSV)")

@@ -224,3 +224,23 @@ def test_the_bundled_reference_leaves_out_a_run_still_training(folds: list[Path]
                        f'[[crossval]]\nname = "complete"\npath = "{complete}"\n')
     runs = build_reference(catalog).query("kind == 'crossval'")
     assert set(runs["name"]) == {"complete"} and len(runs) == 5  # "training" has 2 of its 5 folds
+
+
+def test_cli_scores_the_patients_lacking_a_contrast_sequence_apart(synthetic_root: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import tifffile
+
+    for image in sorted((synthetic_root / "TCGA_HT_A002_20010101").glob("*[0-9].tif")):
+        pixels = tifffile.imread(image)
+        tifffile.imwrite(image, np.repeat(pixels[..., 1:2], 3, axis=-1))  # pre- and post-contrast replaced by FLAIR
+    run = [_fold(tmp_path / "v2", 0, {"TCGA_CS_0001": 0.9}), _fold(tmp_path / "v2", 1, {"TCGA_HT_A002": 0.8})]
+    champion = _fold(tmp_path / "v1", 0, {"TCGA_CS_0001": 0.95, "TCGA_HT_A002": 0.4})
+    args = ["crossval", *map(str, run), "--against", str(champion), "--data-dir", str(synthetic_root),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    apart = out.split("The 1 pooled patients lacking a contrast sequence (FLAIR repeated in its place), apart:")[1]
+    assert "| as predicted | 1 | 1 | 0.800 (" in apart  # fold 1's patient only
+    assert "| as predicted | 1 | 0.800 | 0.400 | +0.400" in apart
+    assert main(args[:-4]) == 0  # without the dataset it says how to get the subgroup
+    assert "scored apart when the dataset is given" in capsys.readouterr().err
