@@ -22,8 +22,8 @@ from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
 from lgg_core.data.cache import LGGData
-from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, records,
-                                remembered_index, show_model_problems)
+from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair, records,
+                                show_model_problems)
 
 # The verdict and the difference first: in a narrow window the last columns scroll out of view.
 PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "verdict": ("Verdict", None),
@@ -327,10 +327,7 @@ if st.toggle(f"All {len(pairs)} pairs: the full matrix and table", key="leaderbo
     show_pairs(pairs)
 
 names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
-# Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.
-selected = st.selectbox("Pair", names, index=remembered_index("leaderboard_pair", names))
-st.session_state["leaderboard_pair"] = selected
-choice = names.index(selected)
+choice = names.index(pick_pair(names))
 pair = pairs.loc[choice]
 a, b = pair["a"], pair["b"]
 st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "

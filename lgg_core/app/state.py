@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # Selections shared across pages and mirrored into the URL so a view can be shared as a link.
 SHARED = ("patient", "slice", "models")
 DATA_PARAM = "data"  # the data folder's URL parameter
+PAIR_PARAM, PAIR_KEY = "pair", "leaderboard_pair"  # the Leaderboard's chosen pair: in the URL, and remembered
 SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
 
@@ -433,6 +434,8 @@ def init_state() -> None:
         st.session_state["models"] = [m for m in params["models"].split(",") if m]
     if params.get(DATA_PARAM, "").strip():
         st.session_state["data_dir"] = params[DATA_PARAM].strip()
+    if PAIR_PARAM in params:
+        st.session_state[PAIR_KEY] = params[PAIR_PARAM]
     st.session_state["_state_ready"] = True
 
 
@@ -486,6 +489,19 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
     st.session_state[_SHOWN_KEY] = number
     share(slice=number)
     return number, int(rows[numbers.index(number)])
+
+
+def pick_pair(names: list[str]) -> str:
+    """The Leaderboard's pair of models, remembered across pages and kept in the URL (once it is not the first one
+    offered), so that a reload or a shared link opens the same pair."""
+    selected = st.selectbox("Pair", names, index=remembered_index(PAIR_KEY, names))
+    # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.
+    st.session_state[PAIR_KEY] = selected
+    if selected != names[0]:
+        st.query_params[PAIR_PARAM] = selected
+    elif PAIR_PARAM in st.query_params:
+        del st.query_params[PAIR_PARAM]
+    return selected
 
 
 def remembered_index(key: str, options: list) -> int:

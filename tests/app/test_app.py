@@ -555,3 +555,20 @@ def test_the_data_folder_lives_in_the_url_so_a_link_opens_the_same_data(tmp_path
     assert_clean(shared)
     assert shared.selectbox[0].options == ["TCGA_CS_4944"]
     assert "set the sidebar's data folder" in texts(shared.warning)  # the linked patient is not in that folder
+
+
+def test_the_chosen_pair_is_in_the_url_and_a_link_with_it_opens_it() -> None:
+    at = open_page("leaderboard")
+    pair = next(s for s in at.selectbox if s.label == "Pair")
+    first, second = pair.options[:2]
+    assert "pair" not in at.query_params  # the first pair is the default: the URL stays short
+    pair.set_value(second).run()
+    assert_clean(at)
+    assert at.query_params["pair"] == second
+    shared = open_page("leaderboard", {"pair": second})  # a reload, a new tab or a shared link
+    assert_clean(shared)
+    assert next(s for s in shared.selectbox if s.label == "Pair").value == second
+    stale = open_page("leaderboard", {"pair": "no-such-model vs other"})  # a model since removed: the first pair
+    assert_clean(stale)
+    assert next(s for s in stale.selectbox if s.label == "Pair").value == first
+    assert "pair" not in stale.query_params
