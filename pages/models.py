@@ -17,6 +17,13 @@ if not recs:
     st.info("The model catalog is empty.")
     st.stop()
 
+
+
+def known(value: object) -> str:
+    """The recorded value as text, "?" where the record does not say."""
+    return "?" if value is None else str(value)
+
+
 record = {r.name: r for r in recs}[st.selectbox("Model", [r.name for r in recs])]
 if not record.ok:
     st.warning(f"**{record.name}** is not available: {record.problem}")
@@ -25,21 +32,21 @@ if not record.ok:
 if problem := weights_problem(record):
     st.info(problem + " Its evaluation record (card, curves, tables, stored test masks) is shown everywhere; "
             "Explain and Upload need the weights.")
-training = record.config.get("training", {})
+training = record.spec.training
 split = read_split(record) or {}
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Architecture", record.config["arch"])
-c2.metric("Parameters", f"{record.config.get('params', 0):,}")
-c3.metric("Fold", f"{training.get('fold', '?')} of {training.get('k', '?')}")
-if "parts" in training:  # assembled by `lgg assemble` from trained artifacts: it has no training of its own
-    c4.metric("Made of", ", ".join(training["parts"]))
+c1.metric("Architecture", record.spec.arch)
+c2.metric("Parameters", f"{record.spec.params or 0:,}")
+c3.metric("Fold", f"{known(training.fold)} of {known(training.k)}")
+if training.parts is not None:  # assembled by `lgg assemble` from trained artifacts: it has no training of its own
+    c4.metric("Made of", ", ".join(training.parts))
 else:
-    c4.metric("Epochs (best)", f"{training.get('epochs_run', '?')} ({training.get('best_epoch', '?')})")
+    c4.metric("Epochs (best)", f"{known(training.epochs_run)} ({known(training.best_epoch)})")
 roles = split.get("roles", {})
 st.markdown(
     f"**Task:** {record.task} · **input size:** {record.input_size or 256}² · "
     f"**split:** {', '.join(f'{len(v)} {k}' for k, v in roles.items()) or 'unknown'} patients "
-    f"(seed {split.get('seed', '?')}) · **data hash:** `{str(training.get('dataset_hash', '?'))[:16]}…`")
+    f"(seed {split.get('seed', '?')}) · **data hash:** `{known(training.dataset_hash)[:16]}…`")
 
 epochs = read_epochs(record)
 if epochs is None or epochs.empty:

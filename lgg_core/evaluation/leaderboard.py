@@ -108,12 +108,10 @@ def _base_row(record: ModelRecord) -> dict:
     row = dict.fromkeys(COLUMNS)
     row.update(model=record.name, base=record.name, variant="raw", kind=MODEL)
     if record.ok:
-        training = record.config.get("training", {})
-        cpu = training.get("cpu_time_s")
-        row.update(arch=record.config["arch"], task=record.config["task"], params=record.config.get("params"),
-                   fold=training.get("fold"), protocol=training.get("protocol") or EARLIER,
-                   train_cpu_min=cpu / 60 if cpu else None)
-        if record.config["arch"] == "gated":  # a gated artifact written by `lgg assemble`
+        spec, cpu = record.spec, record.spec.training.cpu_time_s
+        row.update(arch=spec.arch, task=spec.task, params=spec.params, fold=spec.training.fold,
+                   protocol=spec.training.protocol or EARLIER, train_cpu_min=cpu / 60 if cpu else None)
+        if spec.gated:  # a gated artifact written by `lgg assemble`
             row["kind"] = GATED
     return row
 
@@ -164,7 +162,7 @@ def gated_row(classifier: tuple[ModelRecord, EvalTables], segmenter: tuple[Model
     per_patient = gated_patients(c_tables, s_tables)
     slices = gated_slices(c_tables.slices, raw_slices(s_tables.slices))
     tumor = slices[slices["true_tumor"].astype(bool)]
-    folds = {r.config.get("training", {}).get("fold") for r in (c_record, s_record)}
+    folds = {r.spec.training.fold for r in (c_record, s_record)}
     tested = [set(t.summary.get("patients") or []) for t in (c_tables, s_tables)]
     status = "evaluated" if tested[0] == tested[1] else (
         f"{c_record.name} and {s_record.name} were tested on different patients: scored on the {len(per_patient)} "
@@ -173,7 +171,7 @@ def gated_row(classifier: tuple[ModelRecord, EvalTables], segmenter: tuple[Model
     row = dict.fromkeys(COLUMNS)
     row.update(
         model=name, base=name, variant="raw", kind=GATED, arch="gated", task="segment",
-        params=(c_record.config.get("params") or 0) + (s_record.config.get("params") or 0),
+        params=(c_record.spec.params or 0) + (s_record.spec.params or 0),
         fold=folds.pop() if len(folds) == 1 else None, patients=len(per_patient),
         **_with_ci("patient_dice", *_mean_ci(per_patient["dice"])),
         **_with_ci("tumor_slice_dice", *_mean_ci(tumor["dice"], tumor["patient"])),
@@ -210,10 +208,10 @@ def champion(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> 
     patients; the test patients play no part. None when no evaluated segmenter records one."""
     candidates = {}
     for record, tables, _ in items:
-        training = record.config.get("training", {}) if record.ok else {}
-        score = training.get("best_val_score")
+        training = record.spec.training if record.ok else None
+        score = training.best_val_score if training else None
         if tables is not None and record.task == "segment" and isinstance(score, (int, float)):
-            key = (training.get("protocol"), training.get("fold"), (training.get("patients") or {}).get("val"))
+            key = (training.protocol, training.fold, training.val_patients)
             candidates.setdefault(key, []).append((score, record.name))
     if not candidates:
         return None
@@ -252,7 +250,7 @@ def entry_patients(items: list[tuple[ModelRecord, EvalTables | None, str | None]
     for record, tables, _ in items:
         if tables is None or tables.patients is None:
             continue
-        kind = GATED if record.config["arch"] == "gated" else MODEL
+        kind = GATED if record.spec.gated else MODEL
         for variant in tables.patients["variant"].unique():
             name, part_kind = (record.name, kind) if variant == "raw" else (variant_name(record.name, variant),
                                                                             POST_PROCESSING)
@@ -338,28 +336,28 @@ def _ci_text(value: float, ci: list[float]) -> str:
 
 def _training_text(record: ModelRecord) -> str:
     """How a results row was trained: its protocol, input, options and cost (CPU time where recorded)."""
-    t = record.config["training"]
-    if "parts" in t:
-        return f"assembled from {', '.join(f'`{p}`' for p in t['parts'])}, no training of its own"
-    parts = [f"{t['crop']}² crops" if t.get("crop") else f"whole slice at {t.get('input_size') or 256}²"]
-    if record.config.get("arch_kwargs", {}).get("standardize"):
+    t = record.spec.training
+    if t.parts is not None:
+        return f"assembled from {', '.join(f'`{p}`' for p in t.parts)}, no training of its own"
+    parts = [f"{t.crop}² crops" if t.crop else f"whole slice at {t.input_size or 256}²"]
+    if record.spec.standardize:
         parts.append("per-slice std.")
-    if t.get("pos_weight") is not None:
-        parts.append(f"pos_weight {t['pos_weight']}")
-    if t.get("encoder_init"):
-        parts.append(f"encoder from `{Path(t['encoder_init']).name}`")
-    if t.get("init_from"):
-        parts.append(f"continued from `{Path(t['init_from']).name}`")
-    cost = (f"{t['epochs_run']} ep / {t['cpu_time_s'] / 60:.0f} CPU-min" if t.get("cpu_time_s")
-            else f"{t['epochs_run']} ep / {t['wall_time_s'] / 60:.0f} min")
-    return f"{t.get('protocol') or EARLIER}: {', '.join(parts)}, {cost}"
+    if t.pos_weight is not None:
+        parts.append(f"pos_weight {t.pos_weight}")
+    if t.encoder_init:
+        parts.append(f"encoder from `{Path(t.encoder_init).name}`")
+    if t.init_from:
+        parts.append(f"continued from `{Path(t.init_from).name}`")
+    cost = (f"{t.epochs_run} ep / {t.cpu_time_s / 60:.0f} CPU-min" if t.cpu_time_s
+            else f"{t.epochs_run} ep / {t.wall_time_s / 60:.0f} min")
+    return f"{t.protocol or EARLIER}: {', '.join(parts)}, {cost}"
 
 
 def _reproduce(record: ModelRecord) -> str:
-    t = record.config["training"]
-    if "parts" in t:
-        return f"`lgg assemble {record.config['arch']} artifacts/{record.name} " + " ".join(
-            f"artifacts/{p}" for p in t["parts"]) + "`"
+    parts = record.spec.training.parts
+    if parts is not None:
+        return f"`lgg assemble {record.spec.arch} artifacts/{record.name} " + " ".join(
+            f"artifacts/{p}" for p in parts) + "`"
     return f"`train/zoo.sh {record.name}`"
 
 
@@ -400,7 +398,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         raw, lcc = v["raw"], v["lcc"]
         gated = f" {gated_patient_dice(gate[1], tables):.3f} |" if gate else ""
         lines.append(
-            f"| `{record.name}` | {_params_text(record.config['params'])} | {_training_text(record)} "
+            f"| `{record.name}` | {_params_text(record.spec.params)} | {_training_text(record)} "
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
@@ -411,7 +409,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         for record, tables in cls:
             raw = tables.summary["variants"]["raw"]
             lines.append(
-                f"| `{record.name}` | {_params_text(record.config['params'])} | {_training_text(record)} "
+                f"| `{record.name}` | {_params_text(record.spec.params)} | {_training_text(record)} "
                 f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
                 f"| {raw['f1']:.3f} | {_reproduce(record)} |")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.data.cache import LGGData
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.catalog import CatalogEntry, CatalogError, load_catalog, missing_weights_message, resolve_entry
 from lgg_core.data.reader import DATA_DIR_ENV
 from lgg_core.serving.checks import checked_artifact
@@ -49,6 +50,11 @@ class ModelRecord:
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     problem: str | None = None
     has_weights: bool = True
+    spec: ArtifactConfig | None = field(init=False, hash=False, compare=False)
+    """The config parsed once (None for an unusable record): what pages and tables read."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spec", ArtifactConfig.parse(self.config) if self.config else None)
 
     @property
     def ok(self) -> bool:
@@ -58,22 +64,22 @@ class ModelRecord:
     @property
     def task(self) -> str:
         """``"segment"`` or ``"classify"``."""
-        return self.config["task"]
+        return self.spec.task
 
     @property
     def input_size(self) -> int | None:
         """The input size the model was trained at (None: native 256)."""
-        return self.config.get("training", {}).get("input_size")
+        return self.spec.training.input_size
 
     @property
     def inputs(self) -> str:
         """What the model takes as input (:data:`~lgg_core.data.inputs.INPUTS`)."""
-        return self.config.get("training", {}).get("inputs", "sequences")
+        return self.spec.training.inputs
 
     @property
     def standardizes(self) -> bool:
         """True when the model z-scores each input slice per channel first (``standardize`` in its arch_kwargs)."""
-        return bool(self.config.get("arch_kwargs", {}).get("standardize"))
+        return self.spec.standardize
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,7 @@ def row_of(data: LGGData, patient: str, number: int) -> int | None:
 
 def gateable(record: ModelRecord) -> bool:
     """Whether a classifier may gate this model: a segmenter, but not the gated composite, which has its gate."""
-    return record.task == "segment" and (record.config or {}).get("arch") != "gated"
+    return record.task == "segment" and not record.spec.gated
 
 
 def gates(classifier: ModelRecord, segmenter: ModelRecord) -> bool:

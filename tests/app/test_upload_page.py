@@ -119,8 +119,9 @@ def test_the_page_explains_standardisation_and_offers_gated_pipelines() -> None:
 
 
 def test_standardisation_is_read_from_the_model_config() -> None:
-    assert ModelRecord("std", None, {"arch_kwargs": {"standardize": True}}).standardizes
-    assert not ModelRecord("plain", None, {"arch_kwargs": {"base_width": 8}}).standardizes
+    model = {"arch": "unet", "task": "segment"}
+    assert ModelRecord("std", None, {**model, "arch_kwargs": {"standardize": True}}).standardizes
+    assert not ModelRecord("plain", None, {**model, "arch_kwargs": {"base_width": 8}}).standardizes
 
 
 def test_a_ground_truth_mask_scores_each_model_and_colours_its_errors(app_env: Path) -> None:

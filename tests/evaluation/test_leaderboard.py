@@ -359,7 +359,8 @@ def test_a_classifier_gates_only_segmenters_taking_its_inputs(classifier_inputs:
                                                                expected: bool) -> None:
     from lgg_core.serving.records import gates
 
-    classifier = ModelRecord("c", Path("c"), {"task": "classify", "training": {"inputs": classifier_inputs}})
+    classifier = ModelRecord("c", Path("c"), {"task": "classify", "arch": "resnet18",
+                                             "training": {"inputs": classifier_inputs}})
     segmenter = ModelRecord("s", Path("s"), {"task": "segment", "arch": "unet",
                                              "training": {"inputs": segmenter_inputs}})
     assert gates(classifier, segmenter) is expected
