@@ -16,6 +16,7 @@ import pandas as pd
 
 from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import format_p, paired_difference, pairwise
+from lgg_core.serving.artifact_config import ArtifactConfig
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
 
@@ -60,12 +61,11 @@ def fold_patients(artifact_dirs: list[str | Path]) -> pd.DataFrame:
         table = directory / "eval" / "patients.csv"
         if not table.is_file():
             raise ValueError(f"{directory} is not evaluated: run `lgg evaluate {directory}` first")
-        config = read_config(directory)
-        training = config.get("training", {})
-        started = training.get("init_from")  # a continued run's folds start from one earlier run's folds
-        key = (config.get("arch"), *(training.get(k) for k in ("k", "split_seed", "dataset_hash", "epochs",
-                                                               "input_size")), started and str(Path(started).parent))
-        fold = training.get("fold")
+        spec = ArtifactConfig.parse(read_config(directory))
+        t, started = spec.training, spec.training.init_from  # a continued run's folds start from one earlier run's
+        key = (spec.arch, t.k, t.split_seed, t.dataset_hash, t.epochs, t.input_size,
+               started and str(Path(started).parent))
+        fold = t.fold
         if fold in seen:
             raise ValueError(f"{directory} and {seen[fold]} are both fold {fold}")
         seen[fold] = directory
@@ -111,7 +111,7 @@ def summary(pooled: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
 
 def expected_folds(fold_artifacts: list[Path]) -> int:
     """K of the split the folds come from (every fold shares it: :func:`fold_patients` checks)."""
-    return int(read_config(fold_artifacts[0]).get("training", {}).get("k") or len(fold_artifacts))
+    return int(ArtifactConfig.parse(read_config(fold_artifacts[0])).training.k or len(fold_artifacts))
 
 
 def evaluated(fold_artifacts: list[Path]) -> list[Path]:

@@ -15,6 +15,7 @@ from lgg_core.serving.artifacts import artifact_inputs, artifact_name, load_arti
 from lgg_core.data.cache import LGGData
 from lgg_core.data.inputs import stack_inputs
 from lgg_core.data.reader import MASK_SHAPE
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.inference import predict, predict_plain_and_tta
 from lgg_core.evaluation.calibration import SegmentationReliability, classification_calibration
 from lgg_core.evaluation.metrics import classification_metrics
@@ -159,10 +160,11 @@ def evaluate(
     missing = sorted(set(patients) - set(data.patients))
     if missing:
         raise ValueError(f"{len(missing)} held-out patients are not in {data.root}: {', '.join(missing[:5])}")
-    if data.dataset_hash != config["training"]["dataset_hash"]:
+    spec = ArtifactConfig.parse(config)
+    if data.dataset_hash != spec.training.dataset_hash:
         warnings.warn("the data differs from the data the model was trained on (dataset hash mismatch)")
     rows = data.rows(patients)
-    task, size, inputs = config["task"], config["training"].get("input_size"), artifact_inputs(config)
+    task, size, inputs = spec.task, spec.training.input_size, artifact_inputs(config)
     if task == "segment":
         slices, per_patient, calibration, masks = _evaluate_segmenter(model, data, rows, batch_size, size, inputs)
         variants = segmentation_summary(slices, per_patient)

@@ -18,6 +18,7 @@ from lgg_core.data.inputs import lone_slice_inputs, stack_inputs
 from lgg_core.data.splits import load_split
 from lgg_core.evaluation.metrics import volume_dice
 from lgg_core.evaluation.stats import format_p, paired_difference
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.artifacts import artifact_inputs, load_artifact
 from lgg_core.serving.inference import predict
 from lgg_core.serving.postprocess import POSTPROCESSING
@@ -43,7 +44,7 @@ def variant_dice(folder: str | Path, data: LGGData, batch_size: int = 16) -> pd.
     """Per validation patient (rows) and variant (columns: each post-processing option, and for a 2.5D model
     :data:`LONE`): the volume Dice of the run's masks, thresholded at 0.5."""
     model, config = load_artifact(folder)
-    inputs, size = artifact_inputs(config), config["training"].get("input_size")
+    inputs, size = artifact_inputs(config), ArtifactConfig.parse(config).training.input_size
     table = {}
     for patient in validation_patients(folder, data):
         rows = data.rows([patient])

@@ -29,6 +29,7 @@ from lgg_core.data.inputs import stack_inputs
 from lgg_core.data.splits import load_split
 from lgg_core.data.transforms import normalize, resize_input
 from lgg_core.evaluation.metrics import volume_dice
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.artifacts import artifact_inputs, read_config
 from lgg_core.serving.cpu_paths import (
     INT8_FILE,
@@ -80,7 +81,7 @@ def calibration_inputs(artifact_dir: str | Path, data: LGGData, n: int = CALIBRA
     rest = rng.choice(np.setdiff1d(rows, with_tumor), n - len(with_tumor), replace=False)
     pick = np.sort(np.concatenate([with_tumor, rest]))
     config = read_config(folder)
-    size = config.get("training", {}).get("input_size")
+    size = ArtifactConfig.parse(config).training.input_size
     inputs = resize_input(normalize(stack_inputs(data.images, data.index, artifact_inputs(config), pick)), size).numpy()
     return np.ascontiguousarray(inputs, dtype=np.float32), sorted(set(data.index["patient"].to_numpy()[pick]))
 
@@ -185,8 +186,7 @@ def choose_serving_path(
     """
     folder = Path(artifact_dir)
     (folder / INT8_FILE).unlink(missing_ok=True)  # an earlier export's file was judged by an earlier record
-    config = read_config(folder)
-    task = config["task"]
+    task = ArtifactConfig.parse(read_config(folder)).task
     load_before = os.getloadavg()
     built, failed, calibration_patients = _build_candidates(folder, data, calibration)
 

@@ -26,6 +26,8 @@ class TrainingRecord:
 
     fold: int | None = None
     k: int | None = None
+    split_seed: int | None = None
+    epochs: int | None = None
     protocol: str | None = None
     inputs: str = "sequences"
     input_size: int | None = None
@@ -69,7 +71,13 @@ class ArtifactConfig:
 
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> ArtifactConfig:
-        """The typed view of a ``config.json`` object that the artifact checks accepted."""
+        """The typed view of a ``config.json`` object (the artifact checks accept none without ``arch`` and ``task``).
+
+        Raises:
+            ValueError: ``arch`` or ``task`` is missing or not text.
+        """
+        if not (isinstance(config.get("arch"), str) and isinstance(config.get("task"), str)):
+            raise ValueError("config.json names no arch or task")
         training = config.get("training")
         return cls(arch=config["arch"], task=config["task"], params=config.get("params"),
                    standardize=bool((config.get("arch_kwargs") or {}).get("standardize")),

@@ -28,6 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.artifacts import artifact_inputs, load_artifact, read_config
 from lgg_core.serving.catalog import missing_weights_message
 from lgg_core.serving.cpu_paths import INT8_FILE, ONNX_FILES, PATHS, recorded_path
@@ -197,7 +198,7 @@ class OnnxPredictor:
             raise ValueError(f"precision must be one of {tuple(ONNX_FILES)}, got {precision!r}")
         self.precision = precision
         self.config = read_config(artifact_dir)
-        self.task = self.config["task"]
+        self.task = ArtifactConfig.parse(self.config).task
         self.inputs = artifact_inputs(self.config)
         # The graph's height and width are fixed at export, so every input is resized to them.
         self.input_size = _graph_size(self.config)
@@ -238,9 +239,10 @@ class TorchPredictor:
         if precision == "bf16":
             # oneDNN's bf16 convolutions (AVX512-BF16, AMX) run on NHWC; NCHW would add a reorder per layer.
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.task = self.config["task"]
+        spec = ArtifactConfig.parse(self.config)
+        self.task = spec.task
         self.inputs = artifact_inputs(self.config)
-        self.input_size = self.config.get("training", {}).get("input_size")
+        self.input_size = spec.training.input_size
 
     def predict(self, images: np.ndarray, batch_size: int = 16, tta: bool = False) -> np.ndarray:
         """Tumor probabilities for uint8 slices (N, H, W, 3): (N, H, W) for segmenters, (N,) for classifiers."""

@@ -39,3 +39,9 @@ def test_records_carry_the_parsed_config(app_env: Path) -> None:
     assert usable and all(r.spec == ArtifactConfig.parse(r.config) for r in usable)
     assert all(r.spec is None for r in records if not r.ok)
     assert ModelRecord("gone", None, problem="missing").spec is None
+
+
+@pytest.mark.parametrize("config", [{}, {"arch": "unet"}, {"arch": 3, "task": "segment"}])
+def test_a_config_naming_no_arch_or_task_is_one_error(config: dict) -> None:
+    with pytest.raises(ValueError, match="names no arch or task"):
+        ArtifactConfig.parse(config)
