@@ -29,11 +29,12 @@ def _slices(artifact: str, data_dir: str) -> tuple[np.ndarray, str, int | None]:
     from lgg_core.data.cache import load_dataset
     from lgg_core.evaluation.evaluator import test_patients
     from lgg_core.models import read_config
+    from lgg_core.serving.artifact_config import ArtifactConfig
 
     data = load_dataset(data_dir, progress=False)
     held_out = [p for p in test_patients(artifact) if p in data.patients] or data.patients
-    config = read_config(artifact)
-    return data.images[data.rows(held_out)], config["task"], config.get("training", {}).get("input_size")
+    spec = ArtifactConfig.parse(read_config(artifact))
+    return data.images[data.rows(held_out)], spec.task, spec.training.input_size
 
 
 def worker(mode: str, artifact: str, data_dir: str, out: str) -> None:

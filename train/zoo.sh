@@ -17,8 +17,9 @@ names=("$@")
 done_under_protocol() {
   [ -f "artifacts/$1/eval/summary.json" ] && python - "$1" "$protocol" <<'PY'
 import json, sys
-config = json.load(open(f"artifacts/{sys.argv[1]}/config.json"))
-sys.exit(config.get("training", {}).get("protocol") != sys.argv[2])
+from lgg_core.serving.artifact_config import ArtifactConfig
+spec = ArtifactConfig.parse(json.load(open(f"artifacts/{sys.argv[1]}/config.json")))
+sys.exit(spec.training.protocol != sys.argv[2])
 PY
 }
 for name in "${names[@]}"; do

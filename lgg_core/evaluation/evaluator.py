@@ -123,11 +123,12 @@ TRAINING_KEYS = ("dataset_hash", "fold", "patients", "wall_time_s")
 
 
 def _require_training_record(config: dict[str, Any], artifact_dir: Path) -> None:
-    training = config.get("training", {})
-    if missing := [k for k in TRAINING_KEYS if k not in training]:
+    training = ArtifactConfig.parse(config).training
+    counts = (training.train_patients, training.val_patients, training.test_patients)
+    if missing := [k for k in TRAINING_KEYS if (counts if k == "patients" else getattr(training, k)) is None]:
         raise ValueError(f"{artifact_dir}/config.json lacks training.{', training.'.join(missing)}: only artifacts "
                          "written by training can be evaluated")
-    if not isinstance(training["patients"], dict) or not {"train", "val", "test"} <= set(training["patients"]):
+    if None in counts:
         raise ValueError(f"{artifact_dir}/config.json training.patients must count train, val and test patients")
 
 

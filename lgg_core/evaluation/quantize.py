@@ -27,6 +27,7 @@ from lgg_core.data.cache import LGGData
 from lgg_core.evaluation.evaluator import evaluate
 from lgg_core.evaluation.tables import metrics_markdown
 from lgg_core.models.hub_model import INT8_PER_CHANNEL, save_weights, stored_quantization
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.artifacts import (artifact_name, commit_copy, load_artifact, read_config, render_card,
                                        staged_copy)
 from lgg_core.serving.cpu_paths import INT8_FILE, QUALITY_TOLERANCE, SERVING_FILE
@@ -67,10 +68,10 @@ def referrers(folder: str | Path) -> list[str]:
     names = []
     for sibling in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
         try:
-            parts = read_config(sibling).get("parts")
+            parts = ArtifactConfig.parse(read_config(sibling)).parts
         except (OSError, ValueError):  # not an artifact, or a broken one: it refers to nothing
             continue
-        if isinstance(parts, list) and f"../{folder.name}" in parts:
+        if parts is not None and f"../{folder.name}" in parts:
             names.append(sibling.name)
     return names
 
@@ -104,9 +105,8 @@ def quantize_artifact(
     """
     folder = Path(artifact_dir)
     dest = Path(out) if out is not None else folder
-    config = read_config(folder)
-    if "parts" in config:
-        raise ValueError(f"{folder} has no weights of its own (it is assembled from {config['parts']}); "
+    if (parts := ArtifactConfig.parse(read_config(folder)).parts) is not None:
+        raise ValueError(f"{folder} has no weights of its own (it is assembled from {list(parts)}); "
                          "quantize its parts")
     weights = folder / SAFETENSORS_SINGLE_FILE
     if not weights.is_file():

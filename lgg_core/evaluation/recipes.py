@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.evaluation.metrics import bootstrap_ci
+from lgg_core.serving.artifact_config import ArtifactConfig, TrainingRecord
 from lgg_core.evaluation.stats import format_p, paired_difference
 
 LEVERS = ("inputs", "modality_dropout", "epochs", "input_size", "crop", "lr", "batch_size", "loss", "init_from")
@@ -25,19 +26,23 @@ _DEFAULTS = {"inputs": "sequences", "modality_dropout": 0.0}
 
 @dataclass(frozen=True)
 class RecipeRun:
-    """One recipe-search run: its folder name, training record and each validation patient's Dice."""
+    """One recipe-search run: its folder name, parsed config.json and each validation patient's Dice."""
 
     name: str
-    training: dict[str, Any]
+    spec: ArtifactConfig
     dice: pd.Series
     folder: Path
 
+    @property
+    def training(self) -> TrainingRecord:
+        return self.spec.training
+
     def lever(self, field: str) -> Any:
-        return self.training.get(field, _DEFAULTS.get(field))
+        return getattr(self.training, field)
 
     @property
     def key(self) -> tuple[str, int]:
-        return self.training["arch"], int(self.training["fold"])
+        return self.spec.arch, int(self.training.fold)
 
 
 def read_run(folder: Path) -> RecipeRun:
@@ -46,11 +51,11 @@ def read_run(folder: Path) -> RecipeRun:
     Raises:
         ValueError: the record has no per-patient validation Dice (trained before it was recorded, or a classifier).
     """
-    training = json.loads((folder / "config.json").read_text()).get("training") or {}
-    dice = training.get("val_patient_dice")
-    if not isinstance(dice, dict) or not dice:
+    spec = ArtifactConfig.parse(json.loads((folder / "config.json").read_text()))
+    if not spec.training.val_patient_dice:
         raise ValueError(f"{folder} records no per-patient validation Dice (train it with train/recipes.sh)")
-    return RecipeRun(folder.name, training, pd.Series(dice, dtype=float).sort_index(), folder)
+    return RecipeRun(folder.name, spec, pd.Series(dict(spec.training.val_patient_dice), dtype=float).sort_index(),
+                     folder)
 
 
 def find_runs(paths: list[str | Path]) -> list[RecipeRun]:
@@ -102,8 +107,8 @@ def recipe_table(runs: list[RecipeRun], apart: list[str] = (), n_boot: int = 10_
         base = baseline_of(run, runs)
         low, high = bootstrap_ci(run.dice.to_numpy(), n_boot=n_boot)
         row = {"run": run.name, "model": run.key[0], "fold": run.key[1], "changes": _changes(run, base),
-               "epochs": run.training.get("epochs_run"), "best_epoch": _counted(run.training.get("best_epoch")),
-               "cpu_min": (run.training.get("cpu_time_s") or np.nan) / 60, "patients": len(run.dice),
+               "epochs": run.training.epochs_run, "best_epoch": _counted(run.training.best_epoch),
+               "cpu_min": (run.training.cpu_time_s or np.nan) / 60, "patients": len(run.dice),
                "dice": float(run.dice.mean()), "dice_low": low, "dice_high": high,
                "apart": ", ".join(f"{p} {run.dice[p]:.2f}" for p in apart if p in run.dice.index)}
         if base is not None and base is not run:
@@ -129,7 +134,7 @@ def recipe_curve(runs: list[RecipeRun]) -> pd.DataFrame:
     for run in runs:
         epochs = pd.read_csv(run.folder / "epochs.csv")
         elapsed = epochs["seconds"].cumsum()
-        cpu_s = run.training.get("cpu_time_s") or run.training.get("wall_time_s") or float(elapsed.iloc[-1])
+        cpu_s = run.training.cpu_time_s or run.training.wall_time_s or float(elapsed.iloc[-1])
         changes = _changes(run, baseline_of(run, runs))
         for (_, epoch), spent in zip(epochs.iterrows(), elapsed / elapsed.iloc[-1] * cpu_s / 60):
             rows.append({"run": run.name, "model": run.key[0], "fold": run.key[1], "changes": changes,

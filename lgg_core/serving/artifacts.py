@@ -29,6 +29,7 @@ from lgg_core.models import (
 )
 from lgg_core.data.inputs import check_inputs
 from lgg_core.data.splits import save_split
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.catalog import missing_weights_message
 
 TEMPLATE = Path(__file__).with_name("model_card.md")  # inside the package: an installed wheel renders cards too
@@ -178,7 +179,7 @@ def artifact_inputs(config: dict[str, Any]) -> str:
         ArtifactError: an input kind this version does not know how to build (fed the three sequences instead, such
             a model would give wrong masks without a word).
     """
-    inputs = (config.get("training") or {}).get("inputs", "sequences")
+    inputs = ArtifactConfig.parse(config).training.inputs
     try:
         check_inputs(inputs)
     except ValueError as err:
@@ -206,9 +207,10 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu") -> tuple
     check_config(config)
     artifact_inputs(config)
     if "parts" in config:
+        spec = ArtifactConfig.parse(config)
         parts = [load_artifact(part, device)[0] for part in part_dirs(path, config)]
-        extra = {k: v for k, v in config["arch_kwargs"].items() if k in _COMPOSITE_EXTRAS}
-        return assemble(config["arch"], parts, **extra).to(device).eval(), config
+        extra = {k: v for k, v in spec.arch_kwargs.items() if k in _COMPOSITE_EXTRAS}
+        return assemble(spec.arch, parts, **extra).to(device).eval(), config
     if not (path / SAFETENSORS_SINGLE_FILE).is_file():
         raise FileNotFoundError(missing_weights_message(path))
     model = LGGModel.from_pretrained(path).to(device).eval()
@@ -259,10 +261,12 @@ def inspect_artifact(folder: str | Path) -> tuple[dict[str, Any], bool]:
         if artifact_inputs(part_config) != inputs:
             raise ArtifactError(f"{folder}: part {part.name} takes {artifact_inputs(part_config)!r} inputs where the "
                                 f"composite records {inputs!r}; its parts must share one input")
-        parts.append((part_config["arch"], part_config.get("arch_kwargs") or {}))
+        part_spec = ArtifactConfig.parse(part_config)
+        parts.append((part_spec.arch, dict(part_spec.arch_kwargs)))
         present &= part_present
-    expected = composite_kwargs(config["arch"], parts)
-    recorded = {k: v for k, v in config["arch_kwargs"].items() if k not in _COMPOSITE_EXTRAS}
+    spec = ArtifactConfig.parse(config)
+    expected = composite_kwargs(spec.arch, parts)
+    recorded = {k: v for k, v in spec.arch_kwargs.items() if k not in _COMPOSITE_EXTRAS}
     if recorded != expected:
         raise ArtifactError(f"{folder}: its parts no longer match its config (retrained with other settings?); "
                             "write it again with `lgg assemble`")
@@ -286,30 +290,30 @@ def write_reference(out_dir: str | Path, arch: str, parts: list[str | Path], ove
     paths = part_dirs(out_dir, {"parts": relative})
     if any(Path(p).resolve() != q for p, q in zip(parts, paths)):
         raise ValueError(f"the parts of {out_dir.name} must be folders beside it ({out_dir.parent})")
-    configs = [inspect_artifact(p)[0] for p in paths]
+    specs = [ArtifactConfig.parse(inspect_artifact(p)[0]) for p in paths]
     splits = [json.loads((p / "split.json").read_text()) for p in paths]
-    trainings = [c["training"] for c in configs]
+    trainings = [spec.training for spec in specs]
     for key, values in {"split": [s.get("roles") for s in splits],
-                        "dataset": [t["dataset_hash"] for t in trainings],
-                        "input size": [t.get("input_size") for t in trainings],
-                        "inputs": [artifact_inputs(c) for c in configs]}.items():
+                        "dataset": [t.dataset_hash for t in trainings],
+                        "input size": [t.input_size for t in trainings],
+                        "inputs": [t.inputs for t in trainings]}.items():
         if any(v != values[0] for v in values):
             raise ValueError(f"the parts of {out_dir.name} differ in {key}; a composite needs one")
-    arch_kwargs = {**composite_kwargs(arch, [(c["arch"], c.get("arch_kwargs") or {}) for c in configs]), **kwargs}
+    arch_kwargs = {**composite_kwargs(arch, [(spec.arch, dict(spec.arch_kwargs)) for spec in specs]), **kwargs}
     if unknown := sorted(set(kwargs) - _COMPOSITE_EXTRAS):
         raise ValueError(f"unknown options {unknown} for {arch}; accepted: {sorted(_COMPOSITE_EXTRAS)}")
     first = trainings[0]
     training = {
-        "task": model_info(arch)["task"], "parts": [p.name for p in paths], "fold": first["fold"],
-        "k": first.get("k"), "split_seed": first.get("split_seed"),
-        "patients": first["patients"], "dataset_hash": first["dataset_hash"], "input_size": first.get("input_size"),
-        "inputs": artifact_inputs(configs[0]),
-        "protocol": first.get("protocol") if all(t.get("protocol") == first.get("protocol") for t in trainings)
-        else None, "split_file": "split.json",
-        **{k: round(sum(t.get(k) or 0 for t in trainings), 1) for k in ("wall_time_s", "cpu_time_s")},
+        "task": model_info(arch)["task"], "parts": [p.name for p in paths], "fold": first.fold, "k": first.k,
+        "split_seed": first.split_seed,
+        "patients": {"test": first.test_patients, "train": first.train_patients, "val": first.val_patients},
+        "dataset_hash": first.dataset_hash, "input_size": first.input_size, "inputs": first.inputs,
+        "protocol": first.protocol if all(t.protocol == first.protocol for t in trainings) else None,
+        "split_file": "split.json",
+        **{k: round(sum(getattr(t, k) or 0 for t in trainings), 1) for k in ("wall_time_s", "cpu_time_s")},
     }
     config = {"arch": arch, "arch_kwargs": arch_kwargs, "task": training["task"], "parts": relative,
-              "params": sum(c["params"] for c in configs), "training": training}
+              "params": sum(spec.params for spec in specs), "training": training}
     check_config(config)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir / "eval", ignore_errors=True)
@@ -341,11 +345,15 @@ def write_json(path: str | Path, value: Any) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1)))
 
 
-def _eval_results(config: dict[str, Any], summary: dict[str, Any] | None) -> list[EvalResult]:
+def _pipeline_tag(spec: ArtifactConfig) -> str:
+    return "image-segmentation" if spec.task == "segment" else "image-classification"
+
+
+def _eval_results(spec: ArtifactConfig, summary: dict[str, Any] | None) -> list[EvalResult]:
     if not summary:
         return []
-    task_type = "image-segmentation" if config["task"] == "segment" else "image-classification"
-    split = f"fold {config['training']['fold']} (held-out patients)"
+    task_type = _pipeline_tag(spec)
+    split = f"fold {spec.training.fold} (held-out patients)"
     return [
         EvalResult(task_type=task_type, dataset_type=DATASET_ID, dataset_name="LGG MRI Segmentation",
                    dataset_split=split, metric_type=name, metric_name=name, metric_value=round(value, 4))
@@ -366,19 +374,21 @@ def render_card(config: dict[str, Any], summary: dict[str, Any] | None = None, m
 
     ``name``: the card's title and model-index name (:func:`artifact_name`; default: the architecture).
     """
-    t = config["training"]
+    spec = ArtifactConfig.parse(config)
+    t = spec.training
     card_data = ModelCardData(
-        library_name="lgg-core", license="mit", datasets=[DATASET_ID], model_name=name or config["arch"],
-        pipeline_tag="image-segmentation" if config["task"] == "segment" else "image-classification",
+        library_name="lgg-core", license="mit", datasets=[DATASET_ID], model_name=name or spec.arch,
+        pipeline_tag=_pipeline_tag(spec),
         tags=["medical-imaging", "brain-mri", "glioma", "segmentation", "pytorch", "safetensors"],
-        eval_results=_eval_results(config, summary) or None,
+        eval_results=_eval_results(spec, summary) or None,
     )
     fields = {
-        **t, "model_name": name or config["arch"], "description": model_info(config["arch"])["description"],
-        "arch": config["arch"], "arch_kwargs": json.dumps(config.get("arch_kwargs") or {}), "task": config["task"],
-        "params": f"{config['params']:,}", "n_test": t["patients"]["test"], "n_val": t["patients"]["val"],
-        "n_train": t["patients"]["train"], "wall_time_min": round(t["wall_time_s"] / 60, 1),
-        "cpu_time_min": round(t["cpu_time_s"] / 60, 1) if t.get("cpu_time_s") else None,
+        # Every recorded training field, so that the template may print any of them.
+        **config["training"], "model_name": name or spec.arch, "description": model_info(spec.arch)["description"],
+        "arch": spec.arch, "arch_kwargs": json.dumps(dict(spec.arch_kwargs)), "task": spec.task,
+        "params": f"{spec.params:,}", "n_test": t.test_patients, "n_val": t.val_patients,
+        "n_train": t.train_patients, "wall_time_min": round(t.wall_time_s / 60, 1),
+        "cpu_time_min": round(t.cpu_time_s / 60, 1) if t.cpu_time_s else None,
         "metrics_table": metrics_table, "inputs": artifact_inputs(config),
     }
     card = ModelCard.from_template(card_data, template_path=str(TEMPLATE), **fields)

@@ -26,7 +26,8 @@ from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 
 from lgg_core.data.external import checked_members, read_member
-from lgg_core.models import ArtifactError
+from lgg_core.models import ArtifactError, check_config
+from lgg_core.serving.artifact_config import ArtifactConfig
 from lgg_core.serving.artifacts import read_config
 from lgg_core.serving.hub import check_repo_id
 from lgg_core.serving.onnx_backend import ForeignOnnxSegmenter, OnnxBackendError, TorchPredictor
@@ -115,11 +116,13 @@ def artifact_segmenter(folder: Path, label: str) -> TorchPredictor:
     """
     try:
         config = read_config(folder)
-        if "parts" in config:
+        check_config(config)
+        spec = ArtifactConfig.parse(config)
+        if spec.parts is not None:
             raise ForeignModelError(f"{label} is assembled from other artifacts (an ensemble or gated pipeline), "
                                     "whose weights are not in it: bring one model with its own weights")
-        if config.get("task") != "segment":
-            raise ForeignModelError(f"{label} is not a segmenter (its task is {config.get('task')!r})")
+        if spec.task != "segment":
+            raise ForeignModelError(f"{label} is not a segmenter (its task is {spec.task!r})")
         return TorchPredictor(folder, "cpu")
     except (ArtifactError, FileNotFoundError) as err:
         # The message names the temporary folder, which means nothing to the visitor.

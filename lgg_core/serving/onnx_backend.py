@@ -20,7 +20,6 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -136,9 +135,10 @@ def export_artifact(artifact_dir: str | Path) -> Path:
     """
     folder = Path(artifact_dir)
     model, config = load_artifact(folder)
-    size = _graph_size(config)
-    path = export_model(model, folder / ONNX_FILE, size,
-                        metadata={WEIGHTS_HASH_KEY: weights_sha256(folder), "arch": config["arch"]})
+    spec = ArtifactConfig.parse(config)
+    size = _graph_size(spec)
+    path = export_model(model, folder / ONNX_FILE, size, metadata={WEIGHTS_HASH_KEY: weights_sha256(folder),
+                                                                  "arch": spec.arch})
     diff, tolerance = max_abs_diff(model, path, size)
     if diff > tolerance:
         path.unlink()
@@ -146,8 +146,8 @@ def export_artifact(artifact_dir: str | Path) -> Path:
     return path
 
 
-def _graph_size(config: dict[str, Any]) -> int:
-    return config.get("training", {}).get("input_size") or NATIVE_SIZE
+def _graph_size(spec: ArtifactConfig) -> int:
+    return spec.training.input_size or NATIVE_SIZE
 
 
 def onnx_status(artifact_dir: str | Path, name: str = ONNX_FILE) -> str | None:
@@ -172,7 +172,7 @@ def _parity_problem(model: nn.Module, artifact_dir: Path) -> str | None:
     """None when model.onnx computes what the weights compute (its declared hash alone proves nothing)."""
     path = artifact_dir / ONNX_FILE
     try:
-        diff, tolerance = max_abs_diff(model, path, _graph_size(read_config(artifact_dir)))
+        diff, tolerance = max_abs_diff(model, path, _graph_size(ArtifactConfig.parse(read_config(artifact_dir))))
     except Exception as err:  # ONNX Runtime rejects bad graphs with assorted types
         return f"{path} cannot run ({type(err).__name__}: {str(err)[:200]})"
     if not diff <= tolerance:  # also catches NaN
@@ -198,10 +198,11 @@ class OnnxPredictor:
             raise ValueError(f"precision must be one of {tuple(ONNX_FILES)}, got {precision!r}")
         self.precision = precision
         self.config = read_config(artifact_dir)
-        self.task = ArtifactConfig.parse(self.config).task
+        spec = ArtifactConfig.parse(self.config)
+        self.task = spec.task
         self.inputs = artifact_inputs(self.config)
         # The graph's height and width are fixed at export, so every input is resized to them.
-        self.input_size = _graph_size(self.config)
+        self.input_size = _graph_size(spec)
         self.session = _session(Path(artifact_dir) / ONNX_FILES[precision])
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -289,7 +290,7 @@ def load_predictor(artifact_dir: str | Path, backend: str = "auto") -> Predictor
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     folder = Path(artifact_dir)
     if not (folder / "model.safetensors").is_file():
-        if (folder / "config.json").is_file() and "parts" in read_config(folder):
+        if (folder / "config.json").is_file() and ArtifactConfig.parse(read_config(folder)).parts is not None:
             return TorchPredictor(folder)  # assembled from other artifacts: there is nothing to export on its own
         raise FileNotFoundError(missing_weights_message(folder) if (folder / "config.json").is_file()
                                 else f"{folder} is not a model artifact: model.safetensors is missing")

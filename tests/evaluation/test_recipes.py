@@ -214,7 +214,7 @@ def test_the_curve_spends_each_runs_cpu_time_over_its_epochs(runs: Path, capsys)
         assert rows["epoch"].tolist() == (epochs["epoch"] + 1).tolist()
         assert rows["dice"].tolist() == pytest.approx(epochs["val_score"].tolist())
         assert rows["cpu_min"].is_monotonic_increasing
-        assert rows["cpu_min"].iloc[-1] == pytest.approx(run.training["cpu_time_s"] / 60)
+        assert rows["cpu_min"].iloc[-1] == pytest.approx(run.training.cpu_time_s / 60)
     assert lgg_main(["recipes", str(runs), "--curve"]) == 0
     assert "| flair | inputs=flair-2.5d, modality_dropout=0.3 | 1 |" in capsys.readouterr().out
 

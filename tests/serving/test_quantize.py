@@ -229,6 +229,6 @@ def test_classifier_to_a_new_folder_and_the_app_records(zoo_catalog: Path, tmp_p
 def test_reference_artifacts_are_refused(tmp_path: Path) -> None:
     folder = tmp_path / "ensemble"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"arch": "ensemble", "parts": ["../resnet18"]}))
+    (folder / "config.json").write_text(json.dumps({"arch": "ensemble", "task": "segment", "parts": ["../resnet18"]}))
     with pytest.raises(ValueError, match="no weights of its own"):
         quantize_artifact(folder, data=None)  # refused before any data is needed
