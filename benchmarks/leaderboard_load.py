@@ -6,8 +6,9 @@ reruns, on the shipped catalog and the bundled demo set.
 Each round starts `streamlit run` anew and times, in headless Chromium, from the request until the page is done
 (Streamlit's script state back to "notRunning" with the table drawn): **cold**. It then turns on a toggle (the page
 runs again with every cache warm, showing rows it has not shown before): **new view**; and turns it off again (a view
-it has shown): **seen view**. The artifact-check verdicts in $LGG_CACHE_DIR are kept between rounds, as the Space
-image keeps them (Dockerfile); the first round also pays the operating system's file cache. With several
+it has shown): **seen view**. Before the rounds, each checkout runs its Dockerfile's warm-up steps (its ``RUN python -c``
+lines: artifact-check verdicts, the decoded demo set and, where the checkout has them, the Leaderboard's stored
+tables) into $LGG_CACHE_DIR, which the rounds keep, as a Space's image keeps them. With several
 ``--checkout`` folders (e.g. another worktree at an older commit) the rounds alternate between them, so that their
 medians are measured side by side on the same noisy machine. Prints a markdown table of each round and the medians.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -59,6 +61,16 @@ def _timed_click(page: Page, target) -> float:
     return time.perf_counter() - start - 0.1
 
 
+def warm_up(checkout: Path) -> None:
+    """Run the checkout's Dockerfile ``RUN python -c`` steps, as its image build would."""
+    text = re.sub(r"\\\n", " ", (checkout / "Dockerfile").read_text())
+    steps = [line.strip()[len("RUN python -c "):] for line in text.splitlines()
+             if line.strip().startswith("RUN python -c ")]
+    for step in steps:
+        subprocess.run([sys.executable, "-c", step.strip().strip('"')], cwd=checkout, check=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL)
+
+
 def one_round(chromium: str, checkout: Path) -> tuple[float, float, float]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -94,6 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     checkouts = args.checkout or [ROOT]
     rounds = {c: [] for c in checkouts}
+    for checkout in checkouts:
+        warm_up(checkout)
     for _ in range(args.servers):
         for checkout in checkouts:
             rounds[checkout].append(one_round(args.chromium, checkout))

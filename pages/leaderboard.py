@@ -4,6 +4,7 @@ comparison figures, per-institution results, paired tests between segmenters wit
 differ most, and a visitor's own predictions, scored for that session only."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from lgg_core.evaluation import external
 from lgg_core.evaluation import leaderboard as lb
 from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
+from lgg_core.app.stored import stored_table
 from lgg_core.data.cache import LGGData
 from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair, records,
                                 show_model_problems)
@@ -77,8 +79,12 @@ def kept(what: str, key: tuple, compute: Callable[[], Any]) -> Any:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossval.RunReport:
-    """One run's pooled folds (bootstraps: worth keeping until a fold is re-evaluated)."""
-    return crossval.run_report(name, Path(folder))
+    """One run's pooled folds and their summary (bootstraps: stored on disk by the pooled table's content)."""
+    report = crossval.pool_run(name, Path(folder))
+    if report.pooled is None:
+        return report
+    return dataclasses.replace(report, table=stored_table("cv-summary", [report.pooled],
+                                                          lambda: crossval.summary(report.pooled)))
 
 
 
@@ -233,7 +239,8 @@ if submission is not None:
 per_patient = stats.patient_dice(evals)
 if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
     st.subheader(f"Compared with the best: {best}")
-    against = kept("against-best", (catalog, best), lambda: against_best(per_patient, best))
+    against = kept("against-best", (catalog, best), lambda: stored_table(
+        "against-best", [per_patient, best], lambda: against_best(per_patient, best)))
     st.plotly_chart(yours.forest_figure(
         against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
         x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
@@ -269,7 +276,8 @@ if pooled:
                     key="cv-folds")
 if len(pooled) > 1:
     st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are complete):")
-    show_pairs(kept("run-pairs", runs_key, lambda: crossval.compare_runs(pooled)))
+    show_pairs(kept("run-pairs", runs_key, lambda: stored_table(
+        "run-pairs", [r.pooled.assign(run=r.name) for r in pooled], lambda: crossval.compare_runs(pooled))))
     st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided Wilcoxon, "
                f"Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial run is compared "
                "on the folds it has.")
@@ -311,7 +319,7 @@ st.caption("Mean per-patient Dice of each institution's held-out patients, with 
 st.plotly_chart(figure)
 
 st.subheader("Decide between two models")
-pairs = kept("pairs", catalog, lambda: stats.pairwise(per_patient))
+pairs = kept("pairs", catalog, lambda: stored_table("pairs", [per_patient], lambda: stats.pairwise(per_patient)))
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()

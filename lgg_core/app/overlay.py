@@ -19,7 +19,6 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
-from scipy import ndimage
 
 VIEWS = ("FLAIR", "pre-contrast", "post-contrast", "all three as RGB")
 _CHANNEL = {"pre-contrast": 0, "FLAIR": 1, "post-contrast": 2}
@@ -111,6 +110,8 @@ def overlay(
     (outlines are drawn opaque)."""
     mask = np.asarray(mask, bool)
     if mode == "contour":
+        from scipy import ndimage  # ~0.3 s: the Leaderboard imports this module for its legends only
+
         mask, alpha = mask & ~ndimage.binary_erosion(mask, iterations=width), max(alpha, 0.9)
     return _blend(rgb, mask, color, alpha)
 

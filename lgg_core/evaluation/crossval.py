@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -205,14 +205,20 @@ def reproduce_command(folder: Path) -> str:
     return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
 
-def run_report(name: str, folder: Path, n_boot: int = 10_000) -> RunReport:
-    """Pool the evaluated folds of ``train/cv.sh``'s run ``folder``; a run in progress reports the folds so far."""
+def pool_run(name: str, folder: Path) -> RunReport:
+    """The evaluated folds of ``train/cv.sh``'s run ``folder`` pooled, without the summary table (its bootstraps are
+    the costly part); a run in progress reports the folds so far."""
     try:
         folds = fold_dirs([folder])
         done = evaluated(folds)
         if not done:
             return RunReport(name, folder, 0, expected_folds(folds), problem=f"no fold of {folder} is evaluated yet")
-        pooled = fold_patients(done)
-        return RunReport(name, folder, len(done), expected_folds(done), pooled, summary(pooled, n_boot))
+        return RunReport(name, folder, len(done), expected_folds(done), fold_patients(done))
     except (OSError, ValueError) as err:
         return RunReport(name, folder, 0, 0, problem=f"cross-validation run {name!r}: {err}")
+
+
+def run_report(name: str, folder: Path, n_boot: int = 10_000) -> RunReport:
+    """:func:`pool_run` with its :func:`summary` table."""
+    report = pool_run(name, folder)
+    return report if report.pooled is None else replace(report, table=summary(report.pooled, n_boot))

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
+
+from lgg_core.serving.artifact_config import ArtifactConfig
 
 # What a model repo holds: weights, config, card, split and training log, evaluation tables.
 UPLOAD_PATTERNS = ["config.json", "model.safetensors", "README.md", "split.json", "epochs.csv", "eval/*.json",
@@ -65,6 +66,8 @@ def _check_card(folder: Path) -> None:
     card_path = folder / "README.md"
     if not card_path.is_file():
         raise HubError(f"{folder} has no README.md model card (`lgg evaluate {folder}` renders one)")
+    from huggingface_hub import ModelCard  # with HfApi, ~0.4 s: the catalog imports this module
+
     data = ModelCard.load(card_path).data
     missing = [key for key in REQUIRED_CARD_KEYS if not getattr(data, key, None)]
     if missing:
@@ -111,7 +114,12 @@ def push(
     _check_card(folder)
     if (token or huggingface_hub.get_token()) is None:
         raise HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (it needs write access)")
-    arch = json.loads((folder / "config.json").read_text()).get("arch", "model")
+    try:
+        arch = ArtifactConfig.parse(json.loads((folder / "config.json").read_text())).arch
+    except ValueError as err:  # JSON errors are ValueErrors too
+        raise HubError(f"{folder}/config.json: {err}") from None
+    from huggingface_hub import HfApi
+
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)

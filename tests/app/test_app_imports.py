@@ -38,3 +38,13 @@ def test_leaderboard_renders_without_importing_torch(app_env: Path) -> None:
     assert {"cnn-encdec", "unet-mini", "resnet18"} <= set(page["models"])  # base models; variants on request
     assert page["imported"] == []
     assert "GPU when it has one" in page["sidebar"]  # the device is named once a page has loaded torch
+
+
+def test_a_fresh_server_reads_the_leaderboards_tests_instead_of_computing_them(app_env: Path) -> None:
+    resolve_models(app_env)
+    computed, read = (subprocess.run([sys.executable, "-c", RENDER, "scipy.stats"], check=False, cwd=ROOT,
+                                     capture_output=True, text=True, timeout=300) for _ in range(2))
+    assert computed.returncode == 0 and read.returncode == 0, computed.stderr[-2000:] + read.stderr[-2000:]
+    first, second = (json.loads(done.stdout.strip().splitlines()[-1]) for done in (computed, read))
+    assert first["models"] == second["models"] and not second["exceptions"]
+    assert second["imported"] == []  # Wilcoxon and the bootstraps came from $LGG_CACHE_DIR/tables

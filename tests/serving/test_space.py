@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -101,3 +103,17 @@ def test_streamlit_config_suits_the_space() -> None:
 @pytest.mark.parametrize("path", ["streamlit_app.py", "requirements.txt", "models.toml"])
 def test_files_the_image_needs_exist(path: str) -> None:
     assert (ROOT / path).is_file()
+
+
+def test_the_images_warm_up_steps_run_and_fill_the_cache(app_env: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image cannot be built here, so its `python -c` steps (artifact verdicts, decoded demo set, the
+    Leaderboard's stored tables) run as they would in it, into a cache of their own."""
+    monkeypatch.setenv("LGG_CACHE_DIR", str(tmp_path))
+    steps = [args.split(" ", 2)[2] for args in _instructions("RUN") if args.startswith("python -c ")]
+    assert len(steps) == 3
+    for step in steps:
+        code = step.strip().strip('"')
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{code}\n{done.stderr[-2000:]}"
+    assert list((tmp_path / "artifact-checks").glob("*.json")) and list((tmp_path / "tables").glob("*.parquet"))
