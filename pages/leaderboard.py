@@ -236,14 +236,14 @@ st.caption(f"Latency: one 256² slice per call, median of {latency.REPEATS} afte
 evals = {record.name: tables for record, tables, _ in items if tables is not None}
 if submission is not None:
     evals[submission.label] = submission.tables()
-per_patient = stats.patient_dice(evals)
+per_patient = kept("per-patient", catalog, lambda: stats.patient_dice(evals))
 if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
     st.subheader(f"Compared with the best: {best}")
     against = kept("against-best", (catalog, best), lambda: stored_table(
         "against-best", [per_patient, best], lambda: against_best(per_patient, best)))
-    st.plotly_chart(yours.forest_figure(
+    st.plotly_chart(kept("against-best-figure", (catalog, best), lambda: yours.forest_figure(
         against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
-        x_title=f"difference in mean per-patient Dice (left of 0: below {best})"), key="against-best")
+        x_title=f"difference in mean per-patient Dice (left of 0: below {best})")), key="against-best")
     st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
                "validation patients, never on the test fold). Each other model against it on the held-out patients "
                f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
@@ -341,7 +341,7 @@ a, b = pair["a"], pair["b"]
 st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "
             f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "
             f"{stats.format_p(pair['p'])}, Holm {stats.format_p(pair['p_holm'])}.")
-rows = stats.largest_differences(evals[a], evals[b])
+rows = kept("largest-differences", (catalog, a, b), lambda: stats.largest_differences(evals[a], evals[b]))
 held = set(data.patients) if data is not None else set()
 st.caption("Patients where the two differ most, each with the slice where their masks differ most.")
 if missing := len(set(rows["patient"]) - held):
