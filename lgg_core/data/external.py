@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from lgg_core.data.reader import MASK_SHAPE
-from lgg_core.data.upload import UploadError, decode
 
 MAX_FILES = 5000  # the dataset has 3,929 slices
 MAX_FILE_BYTES = 8 << 20  # one mask: 256² float64 is 0.5 MiB; a PNG a few KB
@@ -184,6 +183,8 @@ def _add(masks: dict[str, dict[int, np.ndarray]], patient: str, number: int, mas
 
 def _from_files(files: Iterator[tuple[str, bytes | Path]]) -> Predictions:
     """Masks from named files (their bytes, or a path read with a bounded read)."""
+    from lgg_core.data.upload import UploadError, decode  # with pydicom, ~0.4 s that the Leaderboard need not pay
+
     masks: dict[str, dict[int, np.ndarray]] = {}
     other, thresholded = [], 0
     total = 0
