@@ -315,8 +315,24 @@ def eval_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     """The model's eval tables (re-read when ``lgg evaluate`` rewrites them); the visitor's from this session."""
     if (submission := visitor()) is not None and record.name == submission.label:
         return submission.tables(), None
+    return _catalog_tables(record)
+
+
+def _catalog_tables(record: ModelRecord) -> tuple[EvalTables | None, str | None]:
     summary = mtime(record.path / "eval" / "summary.json") if record.path else 0.0
     return _eval(record.name, str(record.path), record.problem, summary, record)
+
+
+def warm_up() -> None:
+    """Fill what every session shares before the first visitor arrives (``serve.py`` calls it as the server starts):
+    the catalog's records, their evaluation tables and the server's default dataset.
+
+    Raises:
+        DatasetError, OSError: the default data folder cannot be loaded (the pages say so to each visitor).
+    """
+    for record in records()[0]:
+        _catalog_tables(record)
+    _DATASETS.get(str(default_data_dir()), _load_with_progress)
 
 
 def catalog_key(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> tuple:
