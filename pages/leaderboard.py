@@ -216,12 +216,13 @@ if submission is not None:  # computed apart: the shared cache of board() never 
     per_entry = pd.concat([per_entry, lb.entry_patients(mine, gated=False)], ignore_index=True)
 measured = latency.latencies()
 table = lb.select_rows(lb.with_latency(full, measured), variants=show_variants, gated=show_gated)
-st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=list(lb.LABELS), column_config={
+timed = table.dropna(subset=["latency_ms"])
+# Two empty columns until someone measures would push AUROC and the patient count out of a 1366-pixel window.
+shown_columns = [c for c in lb.LABELS if len(timed) or c not in lb.LATENCY_COLUMNS]
+st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=shown_columns, column_config={
     column: st.column_config.Column(label, help=lb.HELP.get(column), width=lb.WIDTHS.get(column),
                                     pinned=True if column == "model" else None)
     for column, label in lb.LABELS.items()})
-
-timed = table.dropna(subset=["latency_ms"])
 if st.button("Measure latency", help="Times every model this server can run, with the backend it serves each "
                                      "through; the result is shown to every visitor"):
     with st.spinner("Timing each model on one slice…"):

@@ -83,6 +83,8 @@ HELP = {
 }
 # Column widths in pixels where the automatic width would cut the text ("ONNX Runtime int8 · CPU").
 WIDTHS = {"timed_on": 180}
+LATENCY_COLUMNS = ("latency_ms", "timed_on")
+"""Columns filled only once latency has been measured on this server."""
 EMPTY = "–"
 
 

@@ -155,8 +155,10 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     first = open_page("leaderboard")
     assert first.dataframe[0].value["latency_ms"].isna().all()
     assert "Not measured yet." in texts(first.caption)
+    assert not {"latency_ms", "timed_on"} & set(first.dataframe[0].proto.column_order)  # no empty columns
     next(b for b in first.button if b.label == "Measure latency").click().run()
     assert_clean(first)
+    assert {"latency_ms", "timed_on"} <= set(first.dataframe[0].proto.column_order)
     show_every_row(first)
     # Four runnable segmenters (raw, largest component, flip TTA) and a classifier, each 1 warm-up + 5 timed calls.
     assert len(ServedPredictor.calls) == (4 * 3 + 1) * 6 and sum(ServedPredictor.calls) == 4 * 6
