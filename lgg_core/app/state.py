@@ -32,7 +32,8 @@ from lgg_core.data.gallery import with_gallery
 from lgg_core.data.inputs import lone_slice_inputs, stack_inputs
 from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, PredictionsError, StoredMasks, load_masks
 from lgg_core.serving.catalog import CatalogError, CrossvalEntry, catalog_path, load_crossval
-from lgg_core.serving.shelf import SharedDatasets, Shelf, covers, half_probs, mask_probs, mtime
+from lgg_core.serving.shelf import (SharedDatasets, Shelf, half_probs, mask_probs, mtime, stored_masks_problem,
+                                    visitor_masks_problem)
 from lgg_core.serving.shelf import predict_with_gate as shelf_predict
 from lgg_core.data.reader import DatasetError, find_root
 from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
@@ -203,20 +204,10 @@ def prediction_problem(name: str, data: LGGData, patient: str) -> str | None:
     patients they were scored on.
     """
     if name in visitor_segmenters():
-        if covers(visitor().scored, data, patient):
-            return None
-        return (f"{name} holds the masks you scored, on {len(visitor().scored.summary['patients'])} patients, and "
-                f"not all of {patient}'s loaded slices.")
+        scored = visitor().scored
+        return visitor_masks_problem(name, scored, len(scored.summary["patients"]), data, patient)
     record = stored_only().get(name)
-    if record is None:
-        return None
-    stored = _stored(record)
-    if isinstance(stored, str):
-        return f"{name} has no weights here and no usable stored predictions: {stored}"
-    if covers(stored, data, patient):
-        return None
-    return (f"{name} has no weights here: it shows the masks stored when it was evaluated, which cover its "
-            f"{len(set(stored.patients))} test patients and not all of {patient}'s loaded slices.")
+    return None if record is None else stored_masks_problem(name, _stored(record), data, patient)
 
 
 def _mask_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
@@ -230,11 +221,8 @@ def _mask_probs(name: str, data: LGGData, rows: np.ndarray) -> np.ndarray:
 
 
 def lone_slice_note(name: str) -> str | None:
-    """What an uploaded slice gives ``name`` in place of neighbours, for models that take them (else None)."""
-    if shelf().inputs_of(name) == "sequences":
-        return None
-    return ("Trained on FLAIR of a slice and its two neighbours: a lone slice gives it this slice's FLAIR in their "
-            "place, as at a volume's first and last slice (docs: Recipe search, what that costs).")
+    """:meth:`~lgg_core.serving.shelf.Shelf.lone_slice_note` of the catalog's shelf."""
+    return shelf().lone_slice_note(name)
 
 
 def predict_with_gate(name: str, images: np.ndarray) -> tuple[np.ndarray, Gate | None]:

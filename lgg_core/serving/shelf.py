@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from lgg_core.data.cache import LGGData
-from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE
+from lgg_core.serving.predictions import FILE_NAME as PREDICTIONS_FILE, StoredMasks
 from lgg_core.serving.records import GATED_PREFIX, Gate, ModelRecord, gated_name, gates, predict_gated
 
 if TYPE_CHECKING:
@@ -68,6 +68,13 @@ class Shelf:
     def inputs_of(self, name: str) -> str:
         """What the segmenter or gated pipeline ``name`` takes (:data:`~lgg_core.data.inputs.INPUTS`)."""
         return self.parts(name)[-1].inputs
+
+    def lone_slice_note(self, name: str) -> str | None:
+        """What an uploaded slice gives ``name`` in place of neighbours, for models that take them (else None)."""
+        if self.inputs_of(name) == "sequences":
+            return None
+        return ("Trained on FLAIR of a slice and its two neighbours: a lone slice gives it this slice's FLAIR in their "
+                "place, as at a volume's first and last slice (docs: Recipe search, what that costs).")
 
     def weights_key(self, name: str) -> str:
         """Changes when any file behind ``name``'s masks changes, so cached predictions are not stale."""
@@ -121,6 +128,26 @@ def covers(source: MaskSource, data: LGGData, patient: str) -> bool:
     """Whether the source holds a mask for every loaded slice of ``patient``."""
     numbers = data.index["slice"].to_numpy()[data.rows([patient])]
     return all(source.mask(patient, int(n)) is not None for n in numbers)
+
+
+def stored_masks_problem(name: str, stored: StoredMasks | str, data: LGGData, patient: str) -> str | None:
+    """Why a model shown from the masks ``lgg evaluate`` stored cannot show the patient's loaded slices (None when it
+    can); ``stored`` is the masks, or why they could not be read."""
+    if isinstance(stored, str):
+        return f"{name} has no weights here and no usable stored predictions: {stored}"
+    if covers(stored, data, patient):
+        return None
+    return (f"{name} has no weights here: it shows the masks stored when it was evaluated, which cover its "
+            f"{len(set(stored.patients))} test patients and not all of {patient}'s loaded slices.")
+
+
+def visitor_masks_problem(name: str, scored: MaskSource, patients: int, data: LGGData, patient: str) -> str | None:
+    """Why a visitor's scored masks (of ``patients`` patients) cannot show the patient's loaded slices (None when they
+    can)."""
+    if covers(scored, data, patient):
+        return None
+    return (f"{name} holds the masks you scored, on {patients} patients, and not all of {patient}'s loaded "
+            "slices.")
 
 
 def half_probs(probs: np.ndarray) -> np.ndarray:

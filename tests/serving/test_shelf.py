@@ -19,7 +19,10 @@ from lgg_core.serving.shelf import (
     mask_probs,
     mtime,
     predict_with_gate,
+    stored_masks_problem,
+    visitor_masks_problem,
 )
+from lgg_core.serving.predictions import StoredMasks
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,26 @@ def test_masks_become_probabilities_only_where_the_source_holds_every_slice(samp
     assert probs.dtype == np.float32 and np.array_equal(probs[0], np.eye(256))
     assert mask_probs(source, sample_data, rows[:2]) is None
     assert not covers(source, sample_data, patient)
+
+
+def test_a_model_shown_from_masks_says_why_a_patient_cannot_be_shown(sample_data: LGGData) -> None:
+    patient = sample_data.patients[0]
+    numbers = sample_data.index["slice"].to_numpy()[sample_data.rows([patient])]
+    packed = np.zeros((len(numbers), 256 * 256 // 8), np.uint8)
+    full = StoredMasks(np.array([patient] * len(numbers)), numbers, (256, 256), {"raw": packed})
+    part = StoredMasks(full.patients[:1], full.slices[:1], (256, 256), {"raw": packed[:1]})
+    assert stored_masks_problem("unet", full, sample_data, patient) is None
+    assert stored_masks_problem("unet", part, sample_data, patient) == (
+        f"unet has no weights here: it shows the masks stored when it was evaluated, which cover its 1 test "
+        f"patients and not all of {patient}'s loaded slices.")
+    assert stored_masks_problem("unet", "predictions.npz is damaged", sample_data, patient).endswith("damaged")
+    assert visitor_masks_problem("mine", full, 22, sample_data, patient) is None
+    assert "the masks you scored, on 22 patients" in visitor_masks_problem("mine", part, 22, sample_data, patient)
+
+
+def test_only_a_model_that_takes_neighbours_gets_a_lone_slice_note(shelf: Shelf) -> None:
+    assert "FLAIR of a slice and its two neighbours" in shelf.lone_slice_note("unet-mini-2.5d")
+    assert shelf.lone_slice_note("unet-mini") is None
 
 
 def test_cached_half_precision_probabilities_keep_the_mask() -> None:
