@@ -55,13 +55,16 @@ def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
 
 
 def show_pairs(pairs: pd.DataFrame) -> None:
-    """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names, the
-    difference and its CI in one column so that every column fits a 1366-pixel window."""
+    """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names: the two
+    models pinned, then the verdict (wide enough to read whole) and the difference with its CI in one column, so that
+    what decides a pair stays in view in a 1366-pixel window even with long run names; the rest scrolls."""
     difference = [f"{m:+.3f} ({low:+.3f} to {high:+.3f})" if m == m else "–"
                   for m, low, high in zip(pairs["mean_diff"], pairs["ci_low"], pairs["ci_high"])]
-    st.dataframe(pairs.drop(columns="metric").assign(difference=difference), hide_index=True, column_order=list(PAIR_LABELS), column_config={
-        column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(label)
-        for column, (label, fmt) in PAIR_LABELS.items()})
+    st.dataframe(pairs.drop(columns="metric").assign(difference=difference), hide_index=True,
+                 column_order=list(PAIR_LABELS), column_config={
+                     column: st.column_config.NumberColumn(label, format=fmt) if fmt else st.column_config.Column(
+                         label, pinned=column in ("a", "b") or None, width=190 if column == "verdict" else None)
+                     for column, (label, fmt) in PAIR_LABELS.items()})
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
