@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -79,7 +80,10 @@ def stored_table(what: str, inputs: Sequence[pd.DataFrame | str], compute: Calla
 
 def _write(path: Path, table: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A name of its own per write: two sessions of one server may store the same table at once.
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
     try:
         table.to_parquet(tmp, index=False)
         os.replace(tmp, path)  # readers see the whole file or none

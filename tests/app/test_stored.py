@@ -2,6 +2,7 @@
 depend on changes or the file is damaged, and bounded in number."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,13 @@ def test_an_unwritable_cache_costs_speed_only(tmp_path: Path, monkeypatch: pytes
     assert len(stored.stored_table("pairs", [compute.values], compute)) == 3
     stored.stored_table("pairs", [compute.values], compute)
     assert compute.calls == 2
+
+
+def test_sessions_storing_the_same_table_at_once_leave_one_whole_file(cache: Path) -> None:
+    values = dice()
+    expected = pairwise(values, n_boot=200)
+    with ThreadPoolExecutor(8) as pool:
+        tables = list(pool.map(lambda _: stored.stored_table("pairs", [values], lambda: expected), range(16)))
+    assert all(t.equals(expected) for t in tables)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".parquet")] == []  # no temporary file left
+    pd.testing.assert_frame_equal(pd.read_parquet(next(cache.glob("pairs-*.parquet"))), expected)
