@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lgg_core.app import charts
+from lgg_core.app import board, charts
 from lgg_core.app import external as yours
 from lgg_core.app import latency
 from lgg_core.evaluation import crossval
@@ -40,7 +40,7 @@ st.caption("Metrics on each model's held-out test patients (patient-level fold 0
 show_model_problems()
 
 
-def board(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def board_tables(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The leaderboard and the per-patient Dice of its segmenter rows.
 
     Gated pipelines, one per classifier and segmenter, cost most of a cold start: built only when asked for.
@@ -212,7 +212,7 @@ show_gated = right.toggle("Gated pipelines", value=False,
                           help="A classifier decides which slices keep the segmenter's mask; scored exactly from both "
                                "models' slice tables")
 catalog = catalog_key(items)
-full, per_entry = kept("board", (catalog, show_gated), lambda: board(items, show_gated))
+full, per_entry = kept("board", (catalog, show_gated), lambda: board_tables(items, show_gated))
 if submission is not None:  # computed apart: the shared cache of board() never holds a visitor's entry
     mine = [(submission.record(), submission.tables(), None)]
     full = lb.leaderboard(full.to_dict("records") + lb.all_rows(mine, gated=False))
@@ -221,11 +221,11 @@ measured = latency.latencies()
 table = lb.select_rows(lb.with_latency(full, measured), variants=show_variants, gated=show_gated)
 timed = table.dropna(subset=["latency_ms"])
 # Two empty columns until someone measures would push AUROC and the patient count out of a 1366-pixel window.
-shown_columns = [c for c in lb.LABELS if len(timed) or c not in lb.LATENCY_COLUMNS]
-st.dataframe(lb.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=shown_columns, column_config={
-    column: st.column_config.Column(label, help=lb.HELP.get(column), width=lb.WIDTHS.get(column),
+shown_columns = [c for c in board.LABELS if len(timed) or c not in board.LATENCY_COLUMNS]
+st.dataframe(board.styled(table), hide_index=True, placeholder=lb.EMPTY, column_order=shown_columns, column_config={
+    column: st.column_config.Column(label, help=board.HELP.get(column), width=board.WIDTHS.get(column),
                                     pinned=True if column == "model" else None)
-    for column, label in lb.LABELS.items()})
+    for column, label in board.LABELS.items()})
 if st.button("Measure latency", help="Times every model this server can run, with the backend it serves each "
                                      "through; the result is shown to every visitor"):
     with st.spinner("Timing each model on one slice…"):
@@ -317,7 +317,7 @@ def institutions() -> tuple[pd.DataFrame, go.Figure]:
 
 
 breakdown, figure = kept("institutions", (rows_key, choice), institutions)
-st.dataframe(lb.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
+st.dataframe(board.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
 st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
            "patients (none for a single patient). Few patients per institution make wide intervals.")
 st.plotly_chart(figure)

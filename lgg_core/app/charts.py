@@ -15,7 +15,8 @@ from plotly.subplots import make_subplots
 
 from lgg_core.evaluation.calibration import format_score
 from lgg_core.evaluation.crossval import VARIANT_NAMES
-from lgg_core.evaluation.leaderboard import GATED, LABELS, MODEL, POST_PROCESSING
+from lgg_core.app.board import LABELS
+from lgg_core.evaluation.leaderboard import GATED, MODEL, POST_PROCESSING
 from lgg_core.evaluation.stats import A_BETTER, B_BETTER, METRIC_LABELS, NO_DIFFERENCE, format_p, ordered_pairs
 
 

@@ -1,6 +1,7 @@
 """The leaderboard: one row per model, post-processing variant and classifier-gated pipeline from the eval tables,
-the per-institution table and the table's display (headers, formats, "–" for empty cells); per-patient tables and
-pairwise tests: :mod:`lgg_core.evaluation.stats`; the page's figures: :mod:`lgg_core.app.charts`.
+the per-institution table and the markdown tables the README and ``lgg leaderboard`` print; per-patient tables and
+pairwise tests: :mod:`lgg_core.evaluation.stats`; how the page shows the table: :mod:`lgg_core.app.board`; its
+figures: :mod:`lgg_core.app.charts`.
 
 No model runs here: the variants come from ``eval/`` tables written by ``lgg evaluate``, and a gated pipeline's
 results follow exactly from its classifier's and segmenter's slice tables
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,6 @@ from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import gated_patients, mean_ci_by, variant_patients
 from lgg_core.serving.latency import Latency
 from lgg_core.serving.records import EvalTables, ModelRecord, gated_name, gates
-
-if TYPE_CHECKING:
-    from pandas.io.formats.style import Styler
 
 # Post-processing variants of ``lgg evaluate`` (see lgg_core.evaluation.evaluator.SEG_VARIANTS) as row names say them.
 VARIANT_LABELS = {"lcc": "largest component", "tta": "flip TTA"}
@@ -39,52 +36,6 @@ COLUMNS = [
 _TEXT = ("model", "base", "variant", "kind", "arch", "task", "protocol", "status")
 EARLIER = "earlier recipe"
 
-# The columns the page shows, in this order (the latency next to the headline metric, so it is in view without
-# scrolling), with their headers and tooltips. Columns left out stay in the data for sorting and the figures.
-LABELS = {
-    "model": "Model",
-    "patient_dice": "Per-patient Dice (95% CI)",
-    "latency_ms": "Latency (ms/slice)",
-    "timed_on": "Timed on",
-    "hd95": "HD95 (px)",
-    "tumor_slice_dice": "Tumor-slice Dice (95% CI)",
-    "accuracy": "Slice accuracy",
-    "auroc": "AUROC (95% CI)",
-    "patients": "Patients (n)",
-    "params": "Parameters",
-    "iou": "Tumor-slice IoU",
-    "assd": "ASSD (px)",
-    "kind": "Kind",
-    "arch": "Architecture",
-    "fold": "Fold",
-    "protocol": "Training protocol",
-    "train_cpu_min": "Training (CPU-min)",
-    "status": "Status",
-}
-HELP = {
-    "patient_dice": "3D volume Dice of each held-out patient, averaged over patients; percentile bootstrap 95% CI "
-                    "over patients",
-    "latency_ms": "One 256² slice per call, median of 5 calls after a warm-up, with the backend this server serves "
-                  "the model through; shared by every session",
-    "timed_on": "The engine, its precision and the device that were timed",
-    "hd95": "95th-percentile Hausdorff distance in pixels, mean over tumor slices; a missed tumor slice counts as "
-            "the image diagonal (362 px)",
-    "tumor_slice_dice": "Dice averaged over slices with tumor; CI resamples patients",
-    "accuracy": "Segmenters: how often the mask is empty exactly when the slice has no tumor. Classifiers: accuracy",
-    "auroc": "Classifiers: area under the ROC curve of tumor presence; CI resamples patients",
-    "patients": "Held-out patients the row was evaluated on",
-    "iou": "Intersection over union averaged over slices with tumor",
-    "assd": "Average symmetric surface distance in pixels, mean over tumor slices",
-    "protocol": "The shared recipe and budget the model was trained under (docs/training.md, 'Training protocol'); "
-                f"'{EARLIER}': trained before it under its own config, so its budget is not comparable",
-    "train_cpu_min": "Process CPU time of training (all threads), in minutes; composites add up their parts",
-    "kind": "model; post-processing of a model's masks (largest 3D component per patient, horizontal-flip TTA); "
-            "gated pipeline (a classifier decides which slices keep the segmenter's mask)",
-}
-# Column widths in pixels where the automatic width would cut the text ("ONNX Runtime int8 · CPU").
-WIDTHS = {"timed_on": 180}
-LATENCY_COLUMNS = ("latency_ms", "timed_on")
-"""Columns filled only once latency has been measured on this server."""
 EMPTY = "–"
 
 
@@ -272,16 +223,6 @@ def institution_breakdown(per_patient: pd.DataFrame, n_boot: int = 2000, seed: i
     return table.sort_values(["institution", "dice"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
-def institution_display(breakdown: pd.DataFrame) -> pd.DataFrame:
-    """The per-institution table in words: Institution, Model, Patients (n), Per-patient Dice (95% CI)."""
-    return pd.DataFrame({
-        "Institution": breakdown["institution"], "Model": breakdown["model"],
-        "Patients (n)": breakdown["patients"],
-        "Per-patient Dice (95% CI)": [_value_ci(d, lo, hi) for d, lo, hi in
-                                      breakdown[["dice", "ci_low", "ci_high"]].itertuples(index=False)],
-    })
-
-
 def with_latency(table: pd.DataFrame, latencies: Mapping[tuple[str, str], Latency]) -> pd.DataFrame:
     """The table with latency_ms, latency_min_ms, latency_max_ms and timed_on (the backend) from measurements keyed
     by (base, variant); blank where none."""
@@ -291,45 +232,21 @@ def with_latency(table: pd.DataFrame, latencies: Mapping[tuple[str, str], Latenc
         latency_max_ms=[m.max_ms if m else np.nan for m in found], timed_on=[m.backend if m else None for m in found])
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
+    """None or NaN: a cell the tables show as :data:`EMPTY`."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _value_ci(value: float, low: float, high: float) -> str:
+def value_ci(value: float, low: float, high: float) -> str:
     """"0.780 (0.738–0.817)"; the value alone without a CI, "–" without a value."""
-    if _missing(value):
+    if is_missing(value):
         return EMPTY
-    return f"{value:.3f}" if _missing(low) or _missing(high) else f"{value:.3f} ({low:.3f}–{high:.3f})"
+    return f"{value:.3f}" if is_missing(low) or is_missing(high) else f"{value:.3f} ({low:.3f}–{high:.3f})"
 
 
-def _params_text(count: float) -> str:
+def params_text(count: float) -> str:
+    """A parameter count as text: "4.4M", "310k"."""
     return f"{count / 1e6:.3g}M" if count >= 1e6 else f"{count / 1e3:.3g}k"
-
-
-def _latency_text(ms: float) -> str:
-    return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
-
-
-_FORMATS = {
-    "params": _params_text, "fold": "{:.0f}", "patients": "{:.0f}", "train_cpu_min": "{:.0f}",
-    "latency_ms": _latency_text, "hd95": "{:.1f}", "assd": "{:.1f}", "iou": "{:.3f}", "accuracy": "{:.3f}",
-}
-
-
-def styled(table: pd.DataFrame) -> Styler:
-    """The leaderboard for display: numbers rounded, each CI metric shown as "value (low–high)", empty cells "–".
-
-    The cells keep their numbers underneath, so sorting a column sorts by value; only the shown text changes. Show
-    :data:`LABELS`' columns under its headers.
-    """
-    table = table.reset_index(drop=True)
-    style = table.style.format(_FORMATS, na_rep=EMPTY, subset=[c for c in _FORMATS if c in table])
-    style = style.format(na_rep=EMPTY, subset=[c for c in table if c not in _FORMATS])
-    for metric in CI_METRICS:
-        for i, (value, low, high) in table[[metric, f"{metric}_low", f"{metric}_high"]].iterrows():
-            if not _missing(value):
-                style = style.format(lambda _, text=_value_ci(value, low, high): text, subset=([i], [metric]))
-    return style
 
 
 def _ci_text(value: float, ci: list[float]) -> str:
@@ -373,8 +290,8 @@ def headline_markdown(evaluated: list[tuple[ModelRecord, EvalTables]], top: int)
     table = leaderboard([leaderboard_row(r, t, None) for r, t in evaluated])
     table = table[(table["task"] == "segment") & table["patient_dice"].notna()].head(top)
     lines = ["| segmenter | per-patient Dice (95% CI) | HD95 px | parameters | training |", "|---|---|---:|---:|---:|"]
-    lines += [f"| `{r.model}` | {_value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} | {r.hd95:.1f} | "
-              f"{_params_text(r.params)} | {EMPTY if _missing(r.train_cpu_min) else f'{r.train_cpu_min:.0f} CPU-min'} |"
+    lines += [f"| `{r.model}` | {value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} | {r.hd95:.1f} | "
+              f"{params_text(r.params)} | {EMPTY if is_missing(r.train_cpu_min) else f'{r.train_cpu_min:.0f} CPU-min'} |"
               for r in table.itertuples()]
     return "\n".join(lines)
 
@@ -400,7 +317,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         raw, lcc = v["raw"], v["lcc"]
         gated = f" {gated_patient_dice(gate[1], tables):.3f} |" if gate else ""
         lines.append(
-            f"| `{record.name}` | {_params_text(record.spec.params)} | {_training_text(record)} "
+            f"| `{record.name}` | {params_text(record.spec.params)} | {_training_text(record)} "
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
@@ -411,7 +328,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         for record, tables in cls:
             raw = tables.summary["variants"]["raw"]
             lines.append(
-                f"| `{record.name}` | {_params_text(record.spec.params)} | {_training_text(record)} "
+                f"| `{record.name}` | {params_text(record.spec.params)} | {_training_text(record)} "
                 f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
                 f"| {raw['f1']:.3f} | {_reproduce(record)} |")
     return "\n".join(lines)
@@ -430,7 +347,7 @@ def variants_markdown(table: pd.DataFrame) -> str:
     for r in rows.itertuples(index=False):
         lines.append(
             f"| `{r.model}` | {r.kind} | {r.patients:.0f} "
-            f"| {_value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} "
-            f"| {_value_ci(r.tumor_slice_dice, r.tumor_slice_dice_low, r.tumor_slice_dice_high)} "
+            f"| {value_ci(r.patient_dice, r.patient_dice_low, r.patient_dice_high)} "
+            f"| {value_ci(r.tumor_slice_dice, r.tumor_slice_dice_low, r.tumor_slice_dice_high)} "
             f"| {r.hd95:.1f} | {r.accuracy:.3f} |")
     return "\n".join(lines)

@@ -244,7 +244,8 @@ def test_all_rows_rank_every_kind_and_blank_single_patient_cis() -> None:
 
 
 def test_institution_breakdown_counts_patients_and_gives_cis() -> None:
-    from lgg_core.evaluation.leaderboard import institution_breakdown, institution_display
+    from lgg_core.app.board import institution_display
+    from lgg_core.evaluation.leaderboard import institution_breakdown
     from lgg_core.evaluation.metrics import bootstrap_ci
 
     per_patient = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4, "patient": list("pqrs") * 2,
@@ -279,7 +280,8 @@ def test_institution_figure_is_one_cell_per_model_and_institution_best_first() -
 
 
 def test_styled_table_shows_words_rounded_numbers_cis_and_dashes() -> None:
-    from lgg_core.evaluation.leaderboard import LABELS, all_rows, styled, with_latency
+    from lgg_core.app.board import LABELS, styled
+    from lgg_core.evaluation.leaderboard import all_rows, with_latency
     from lgg_core.serving.latency import Latency
 
     segmenter = synthetic_segmenter()
