@@ -80,6 +80,14 @@ def kept(what: str, key: tuple, compute: Callable[[], Any]) -> Any:
     return compute() if submission is not None else _kept(what, key, compute)
 
 
+def kept_table(what: str, key: tuple, inputs: list[pd.DataFrame | str], compute: Callable[[], pd.DataFrame]
+               ) -> pd.DataFrame:
+    """:func:`kept`, and for the catalog's entries alone also stored on disk by the content of ``inputs``
+    (:func:`~lgg_core.app.stored.stored_table`), so a fresh server reads it: with a visitor's own entry on the page
+    it is computed in this session only and written nowhere."""
+    return compute() if submission is not None else _kept(what, key, lambda: stored_table(what, inputs, compute))
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def cv_report(name: str, folder: str, fold_mtimes: tuple[float, ...]) -> crossval.RunReport:
     """One run's pooled folds and their summary (bootstraps: stored on disk by the pooled table's content)."""
@@ -243,8 +251,8 @@ if submission is not None:
 per_patient = kept("per-patient", catalog, lambda: stats.patient_dice(evals))
 if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
     st.subheader(f"Compared with the best: {best}")
-    against = kept("against-best", (catalog, best), lambda: stored_table(
-        "against-best", [per_patient, best], lambda: against_best(per_patient, best)))
+    against = kept_table("against-best", (catalog, best), [per_patient, best],
+                         lambda: against_best(per_patient, best))
     st.plotly_chart(kept("against-best-figure", (catalog, best), lambda: yours.forest_figure(
         against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
         x_title=f"difference in mean per-patient Dice (left of 0: below {best})")), key="against-best")
@@ -280,8 +288,8 @@ if pooled:
                     key="cv-folds")
 if len(pooled) > 1:
     st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are complete):")
-    show_pairs(kept("run-pairs", runs_key, lambda: stored_table(
-        "run-pairs", [r.pooled.assign(run=r.name) for r in pooled], lambda: crossval.compare_runs(pooled))))
+    show_pairs(kept_table("run-pairs", runs_key, [r.pooled.assign(run=r.name) for r in pooled],
+                          lambda: crossval.compare_runs(pooled)))
     st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided Wilcoxon, "
                f"Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial run is compared "
                "on the folds it has.")
@@ -323,7 +331,7 @@ st.caption("Mean per-patient Dice of each institution's held-out patients, with 
 st.plotly_chart(figure)
 
 st.subheader("Decide between two models")
-pairs = kept("pairs", catalog, lambda: stored_table("pairs", [per_patient], lambda: stats.pairwise(per_patient)))
+pairs = kept_table("pairs", catalog, [per_patient], lambda: stats.pairwise(per_patient))
 if pairs.empty:
     st.info("Pairwise tests need at least two evaluated segmenters.")
     st.stop()

@@ -39,7 +39,7 @@ def code_version() -> str:
 
 
 def content_digest(what: str, inputs: Sequence[pd.DataFrame | str]) -> str:
-    """A digest of ``what`` is computed and of every input's content (a table's columns, types and values)."""
+    """A digest of the computation's name and of every input's content (a table's columns, types and values)."""
     digest = hashlib.sha256(f"{what}\0{code_version()}\0".encode())
     for value in inputs:
         if isinstance(value, pd.DataFrame):

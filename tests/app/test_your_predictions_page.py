@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lgg_core.app.stored import tables_dir
+
 from lgg_core.app.external import forest_figure, report_html
 from lgg_core.data.cache import load_dataset
 from lgg_core.evaluation import external
@@ -131,10 +133,13 @@ def test_a_visitors_predictions_enter_no_shared_cache(monkeypatch: pytest.Monkey
         return wrap
 
     monkeypatch.setattr(st, "cache_data", spy)
-    at = upload_and_score(leaderboard(), "example-predictions.zip", EXAMPLE.read_bytes())
+    at = leaderboard()
+    before = set(tables_dir().glob("*.parquet"))  # the catalog's tables, stored by the first render
+    at = upload_and_score(at, "example-predictions.zip", EXAMPLE.read_bytes())
     assert not at.exception
     assert "yours: example-predictions" in set(board(at)["model"])
     assert seen and not any("yours:" in call or "example-predictions" in call for call in seen)
+    assert set(tables_dir().glob("*.parquet")) == before  # nor the disk cache every process of the server reads
 
 
 def test_your_masks_join_compare_patient_viewer_and_failure_cases_for_you_only() -> None:
