@@ -12,7 +12,9 @@ it has shown): **seen view**. Before the rounds, each checkout runs its Dockerfi
 lines: artifact-check verdicts, the decoded demo set and, where the checkout has them, the Leaderboard's stored
 tables) into $LGG_CACHE_DIR, which the rounds keep, as a Space's image keeps them. With several
 ``--checkout`` folders (e.g. another worktree at an older commit) the rounds alternate between them, so that their
-medians are measured side by side on the same noisy machine. Prints a markdown table of each round and the medians.
+medians are measured side by side on the same noisy machine; ``--bare`` adds a bare Streamlit page (a title, the
+toggle and a two-row table) to the rotation, the floor that Streamlit's frontend sets on the machine. Prints a markdown
+table of each round and the medians.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -84,13 +87,35 @@ def server_command(checkout: Path, port: int) -> list[str]:
     return [sys.executable, "-m", cmd[0], *kept, f"--server.port={port}", "--server.address=127.0.0.1"]
 
 
-def one_round(chromium: str, checkout: Path) -> tuple[float, float, float, float]:
+# The floor under any page on this machine: Streamlit's frontend, one small table and the toggle the rounds click.
+BARE_PAGE = """import pandas as pd
+import streamlit as st
+st.title("Bare")
+st.toggle("Post-processing variants")
+st.dataframe(pd.DataFrame({"model": ["a", "b"], "dice": [0.8, 0.7]}))
+"""
+
+
+def bare_command(folder: Path, port: int) -> list[str]:
+    """``streamlit run`` of :data:`BARE_PAGE`, written into ``folder``."""
+    (folder / "bare.py").write_text(BARE_PAGE)
+    return [sys.executable, "-m", "streamlit", "run", "bare.py", f"--server.port={port}", "--server.address=127.0.0.1",
+            "--server.headless=true"]
+
+
+def one_round(chromium: str, checkout: Path | None) -> tuple[float, float, float, float]:
+    """One fresh server of ``checkout`` (None: the bare page) timed as the module's docstring says."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("LGG_DATA_DIR", None)
+    with tempfile.TemporaryDirectory() as bare:
+        command = server_command(checkout, port) if checkout else bare_command(Path(bare), port)
+        return _timed(chromium, command, checkout or Path(bare), env, port)
+
+
+def _timed(chromium: str, command: list[str], cwd: Path, env: dict, port: int) -> tuple[float, float, float, float]:
     began = time.perf_counter()
-    server = subprocess.Popen(server_command(checkout, port), cwd=checkout, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url)
@@ -118,11 +143,14 @@ def main() -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--checkout", type=Path, action="append",
                         help="a checkout whose app to time (repeatable; default: this one)")
+    parser.add_argument("--bare", action="store_true",
+                        help="also time a bare Streamlit page (a title, a toggle, a two-row table): the floor")
     args = parser.parse_args()
-    checkouts = args.checkout or [ROOT]
+    checkouts = [*(args.checkout or [ROOT]), *([None] if args.bare else [])]
     rounds = {c: [] for c in checkouts}
     for checkout in checkouts:
-        warm_up(checkout)
+        if checkout is not None:
+            warm_up(checkout)
     for _ in range(args.servers):
         for checkout in checkouts:
             rounds[checkout].append(one_round(args.chromium, checkout))
@@ -130,10 +158,11 @@ def main() -> None:
           "| warm rerun, seen view (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for checkout, times in rounds.items():
+        name = checkout.resolve().name if checkout else "bare page"
         for i, (start, cold, new, seen) in enumerate(times, start=1):
-            print(f"| {checkout.name} | {i} | {start:.1f} | {cold:.1f} | {new:.2f} | {seen:.2f} |")
+            print(f"| {name} | {i} | {start:.1f} | {cold:.1f} | {new:.2f} | {seen:.2f} |")
         medians = [statistics.median(t[k] for t in times) for k in range(4)]
-        print(f"| {checkout.name} | median | {medians[0]:.1f} | {medians[1]:.1f} | {medians[2]:.2f} | {medians[3]:.2f} |")
+        print(f"| {name} | median | {medians[0]:.1f} | {medians[1]:.1f} | {medians[2]:.2f} | {medians[3]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
 from lgg_core.app.stored import stored_table
 from lgg_core.data.cache import LGGData
-from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair, records,
-                                show_model_problems)
+from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair,
+                                pick_section, records, show_model_problems)
 
 # The verdict and the difference first: in a narrow window the last columns scroll out of view.
 PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "verdict": ("Verdict", None),
@@ -177,7 +177,8 @@ def show_submission(submission: external.Submission, data: LGGData | None) -> No
     for note in submission.notes:
         st.caption(f"Note: {note}.")
     title = f"{submission.label} − each model: mean per-patient Dice (95% CI)"
-    st.plotly_chart(yours.forest_figure(submission.comparison, title), key="your-forest")
+    forest = yours.forest_rows(submission.comparison)
+    st.vega_lite_chart(yours.forest_chart(forest, title, yours.YOURS_AXIS), width="stretch", key="your-forest")
     st.caption("Each model against yours on the patients both were scored on: paired bootstrap 95% CI over "
                f"patients, two-sided Wilcoxon, Holm over the {len(submission.comparison)} comparisons. Blue: yours "
                "significantly better; vermillion: the model significantly better; grey: no significant difference.")
@@ -200,7 +201,7 @@ def show_submission(submission: external.Submission, data: LGGData | None) -> No
             submission.label, f"Scored on {external.SPLIT_LABELS[submission.split]} as `"
             + ("lgg evaluate model.onnx" if submission.source == "model" else "lgg score-predictions")
             + f" --split {submission.split}` scores them.", submission.notes, submission.scores_markdown(),
-            external.comparison_display(submission.comparison), yours.forest_figure(submission.comparison, title),
+            external.comparison_display(submission.comparison), yours.forest_figure(forest, title, yours.YOURS_AXIS),
             pictures, external.patients_display(submission.scored)),
         file_name=f"{submission.name}-report.html", mime="text/html")
 
@@ -249,120 +250,144 @@ evals = {record.name: tables for record, tables, _ in items if tables is not Non
 if submission is not None:
     evals[submission.label] = submission.tables()
 per_patient = kept("per-patient", catalog, lambda: stats.patient_dice(evals))
-if (best := lb.champion(items)) is not None and per_patient["model"].nunique() > 1:
+NO_SEGMENTERS = "No evaluated segmenter yet: this appears once `lgg evaluate` has written eval/ tables."
+
+
+def show_against_best() -> None:
+    """Each model against the champion: the forest plot the page leads with."""
+    if (best := lb.champion(items)) is None or per_patient["model"].nunique() < 2:
+        st.info("Comparing with the best needs two evaluated segmenters, one of them trained under a protocol.")
+        return
     st.subheader(f"Compared with the best: {best}")
     against = kept_table("against-best", (catalog, best), [per_patient, best],
                          lambda: against_best(per_patient, best))
-    st.plotly_chart(kept("against-best-figure", (catalog, best), lambda: yours.forest_figure(
-        against, f"Each model − {best}: mean per-patient Dice (95% CI)", reference=best, flip=True,
-        x_title=f"difference in mean per-patient Dice (left of 0: below {best})")), key="against-best")
+    st.vega_lite_chart(yours.forest_chart(
+        yours.forest_rows(against, reference=best, flip=True), f"Each model − {best}: mean per-patient Dice (95% CI)",
+        f"difference in mean per-patient Dice (left of 0: below {best})"), width="stretch", key="against-best")
     st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
                "validation patients, never on the test fold). Each other model against it on the held-out patients "
                f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
                f"{len(against)} tests (more power than all pairs). Blue: the model significantly better; vermillion: "
                f"{best} significantly better; grey: no significant difference.")
 
-runs, problem = crossval_runs()
-reports = [cv_report(entry.name, str(entry.path), mtimes) for entry, mtimes in runs]
-runs_key = tuple((entry.name, str(entry.path), mtimes) for entry, mtimes in runs)
-if reports or problem:
+
+def show_crossval() -> None:
+    """The catalog's cross-validation runs, pooled over their folds, and against each other."""
+    runs, problem = crossval_runs()
     st.subheader("Cross-validation: every patient held out once")
-    st.caption("The rows above score one test fold of 22 patients. A cross-validation run trains the same recipe "
+    st.caption("The table above scores one test fold of 22 patients. A cross-validation run trains the same recipe "
                "once per patient-level fold and scores each fold's model on its own held-out patients, so all "
                "110 patients are scored exactly once (Buda et al.'s protocol: per-patient volume Dice averaged "
                "over patients, 95% bootstrap CI over patients).")
     if problem:
         st.warning(problem)
-for report in reports:
-    if report.problem:
-        st.warning(report.problem)
-        continue
-    patients = int(report.table["patients"].iloc[0])
-    st.markdown(f"**{report.name}**: {report.folds} of {report.expected} folds evaluated, {patients} patients"
-                + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
-                + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
-    st.dataframe(crossval.summary_display(report.table), hide_index=True)
-pooled = [report for report in reports if report.pooled is not None]
-if pooled:
-    st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),
-                    key="cv-folds")
-if len(pooled) > 1:
-    st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are complete):")
-    show_pairs(kept_table("run-pairs", runs_key, [r.pooled.assign(run=r.name) for r in pooled],
-                          lambda: crossval.compare_runs(pooled)))
-    st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided Wilcoxon, "
-               f"Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial run is compared "
-               "on the folds it has.")
-
-if per_patient.empty:
-    st.info("No evaluated segmenter yet: the figures appear once `lgg evaluate` has written eval/ tables.")
-    st.stop()
-
-rows_key = (catalog, show_variants, show_gated, tuple(sorted((n, m.measured_at) for n, m in measured.items())))
-figures = {"Per-patient Dice": lambda: charts.dice_distribution_figure(per_patient),
-           "Dice vs HD95": lambda: charts.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"),
-           "Quality vs parameters": lambda: charts.scatter_figure(table, "params", "patient_dice",
-                                                                  "Quality vs parameters", log_x=True),
-           "Quality vs latency": lambda: charts.scatter_figure(table, "latency_ms", "patient_dice",
-                                                               "Quality vs latency")}
-# One figure at a time: each one the browser draws adds to every rerun of the page.
-shown_figure = st.segmented_control("Figure", list(figures), default=list(figures)[0], key="leaderboard_figure",
-                                    label_visibility="collapsed") or list(figures)[0]
-if shown_figure == "Quality vs latency" and not len(timed):
-    st.info("Press **Measure latency** to plot quality against latency.")
-else:
-    st.plotly_chart(kept(shown_figure, rows_key, figures[shown_figure]))
-
-st.subheader("Per institution")
-shown = per_entry[per_entry["model"].isin(table["model"])]
-everything = "all rows shown above"
-choice = st.selectbox("Results for", [everything, *table.loc[table["model"].isin(shown["model"]), "model"]])
+    if not runs and not problem:
+        st.info("The catalog lists no cross-validation run: add `[[crossval]]` entries to models.toml.")
+    reports = [cv_report(entry.name, str(entry.path), mtimes) for entry, mtimes in runs]
+    runs_key = tuple((entry.name, str(entry.path), mtimes) for entry, mtimes in runs)
+    for report in reports:
+        if report.problem:
+            st.warning(report.problem)
+            continue
+        patients = int(report.table["patients"].iloc[0])
+        st.markdown(f"**{report.name}**: {report.folds} of {report.expected} folds evaluated, {patients} patients"
+                    + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
+                    + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
+        st.dataframe(crossval.summary_display(report.table), hide_index=True)
+    pooled = [report for report in reports if report.pooled is not None]
+    if pooled:
+        st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),
+                        key="cv-folds")
+    if len(pooled) > 1:
+        st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are "
+                    "complete):")
+        show_pairs(kept_table("run-pairs", runs_key, [r.pooled.assign(run=r.name) for r in pooled],
+                              lambda: crossval.compare_runs(pooled)))
+        st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided "
+                   f"Wilcoxon, Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial "
+                   "run is compared on the folds it has.")
 
 
-def institutions() -> tuple[pd.DataFrame, go.Figure]:
-    breakdown = lb.institution_breakdown(shown if choice == everything else shown[shown["model"] == choice])
-    return breakdown, charts.institution_figure(breakdown)
+def show_figures() -> None:
+    """One comparison figure at a time, picked above it."""
+    rows_key = (catalog, show_variants, show_gated, tuple(sorted((n, m.measured_at) for n, m in measured.items())))
+    figures = {"Per-patient Dice": lambda: charts.dice_distribution_figure(per_patient),
+               "Dice vs HD95": lambda: charts.scatter_figure(table, "hd95", "patient_dice", "Per-patient Dice vs HD95"),
+               "Quality vs parameters": lambda: charts.scatter_figure(table, "params", "patient_dice",
+                                                                      "Quality vs parameters", log_x=True),
+               "Quality vs latency": lambda: charts.scatter_figure(table, "latency_ms", "patient_dice",
+                                                                   "Quality vs latency")}
+    shown_figure = st.segmented_control("Figure", list(figures), default=list(figures)[0], key="leaderboard_figure",
+                                        label_visibility="collapsed") or list(figures)[0]
+    if shown_figure == "Quality vs latency" and not len(timed):
+        st.info("Press **Measure latency** to plot quality against latency.")
+    else:
+        st.plotly_chart(kept(shown_figure, rows_key, figures[shown_figure]))
 
 
-breakdown, figure = kept("institutions", (rows_key, choice), institutions)
-st.dataframe(board.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
-st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
-           "patients (none for a single patient). Few patients per institution make wide intervals.")
-st.plotly_chart(figure)
+def show_institutions() -> None:
+    """Each institution's held-out patients, for every row shown or one model."""
+    st.subheader("Per institution")
+    shown = per_entry[per_entry["model"].isin(table["model"])]
+    everything = "all rows shown above"
+    choice = st.selectbox("Results for", [everything, *table.loc[table["model"].isin(shown["model"]), "model"]])
 
-st.subheader("Decide between two models")
-pairs = kept_table("pairs", catalog, [per_patient], lambda: stats.pairwise(per_patient))
-if pairs.empty:
-    st.info("Pairwise tests need at least two evaluated segmenters.")
-    st.stop()
-# A toggle rather than an expander: a collapsed expander still draws the matrix, which grows with the models.
-if st.toggle(f"All {len(pairs)} pairs: the full matrix and table", key="leaderboard_all_pairs"):
-    st.plotly_chart(kept("matrix", catalog, lambda: charts.pairwise_figure(pairs)))
-    st.caption("Each cell compares the row model with the column model on the held-out patients both were "
-               "evaluated on. Colour and first line: mean per-patient Dice of the row model minus the column "
-               "model's (blue: row higher, red: column higher). Second line: the row model is *better*, *worse*, or "
-               "*n.s.* (no significant difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni "
-               f"corrected over all pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The table "
-               "gives each pair's 95% CI (paired bootstrap over patients, 10,000 resamples).")
-    show_pairs(pairs)
+    def institutions() -> tuple[pd.DataFrame, go.Figure]:
+        breakdown = lb.institution_breakdown(shown if choice == everything else shown[shown["model"] == choice])
+        return breakdown, charts.institution_figure(breakdown)
 
-names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
-choice = names.index(pick_pair(names))
-pair = pairs.loc[choice]
-a, b = pair["a"], pair["b"]
-st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "
-            f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "
-            f"{stats.format_p(pair['p'])}, Holm {stats.format_p(pair['p_holm'])}.")
-rows = kept("largest-differences", (catalog, a, b), lambda: stats.largest_differences(evals[a], evals[b]))
-held = set(data.patients) if data is not None else set()
-st.caption("Patients where the two differ most, each with the slice where their masks differ most.")
-if missing := len(set(rows["patient"]) - held):
-    st.caption(f"{missing} of these patients are not in the data folder set in the sidebar, so Compare cannot show "
-               "them: point it at a full kaggle_3m copy.")
-for _, row in rows.iterrows():
-    text, button = st.columns([4, 1])
-    text.markdown(f"**{row['patient']}** · {a} {row['dice_a']:.3f} · {b} {row['dice_b']:.3f} · "
-                  f"difference {row['diff']:+.3f}")
-    if button.button(f"Compare slice {row['slice']}", key=f"pair-{a}-{b}-{row['patient']}",
-                     disabled=row["patient"] not in held):
-        open_slice("pages/compare.py", row["patient"], int(row["slice"]), [a, b])
+    breakdown, figure = kept("institutions", (catalog, show_variants, show_gated, choice), institutions)
+    st.dataframe(board.institution_display(breakdown), hide_index=True, placeholder=lb.EMPTY)
+    st.caption("Mean per-patient Dice of each institution's held-out patients, with a 95% bootstrap CI over those "
+               "patients (none for a single patient). Few patients per institution make wide intervals.")
+    st.plotly_chart(figure)
+
+
+def show_two_models() -> None:
+    """Paired tests of all pairs (the matrix on request), one pair in words and where its two models differ most."""
+    st.subheader("Decide between two models")
+    pairs = kept_table("pairs", catalog, [per_patient], lambda: stats.pairwise(per_patient))
+    if pairs.empty:
+        st.info("Pairwise tests need at least two evaluated segmenters.")
+        return
+    # A toggle rather than an expander: a collapsed expander still draws the matrix, which grows with the models.
+    if st.toggle(f"All {len(pairs)} pairs: the full matrix and table", key="leaderboard_all_pairs"):
+        st.plotly_chart(kept("matrix", catalog, lambda: charts.pairwise_figure(pairs)))
+        st.caption("Each cell compares the row model with the column model on the held-out patients both were "
+                   "evaluated on. Colour and first line: mean per-patient Dice of the row model minus the column "
+                   "model's (blue: row higher, red: column higher). Second line: the row model is *better*, *worse*, "
+                   "or *n.s.* (no significant difference) by a two-sided Wilcoxon signed-rank test, Holm–Bonferroni "
+                   f"corrected over all pairs (m = {len(pairs)}) at α = 0.05; third line: the Holm-adjusted p. The "
+                   "table gives each pair's 95% CI (paired bootstrap over patients, 10,000 resamples).")
+        show_pairs(pairs)
+
+    names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
+    pair = pairs.loc[names.index(pick_pair(names))]
+    a, b = pair["a"], pair["b"]
+    st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "
+                f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "
+                f"{stats.format_p(pair['p'])}, Holm {stats.format_p(pair['p_holm'])}.")
+    rows = kept("largest-differences", (catalog, a, b), lambda: stats.largest_differences(evals[a], evals[b]))
+    held = set(data.patients) if data is not None else set()
+    st.caption("Patients where the two differ most, each with the slice where their masks differ most.")
+    if missing := len(set(rows["patient"]) - held):
+        st.caption(f"{missing} of these patients are not in the data folder set in the sidebar, so Compare cannot "
+                   "show them: point it at a full kaggle_3m copy.")
+    for _, row in rows.iterrows():
+        text, button = st.columns([4, 1])
+        text.markdown(f"**{row['patient']}** · {a} {row['dice_a']:.3f} · {b} {row['dice_b']:.3f} · "
+                      f"difference {row['diff']:+.3f}")
+        if button.button(f"Compare slice {row['slice']}", key=f"pair-{a}-{b}-{row['patient']}",
+                         disabled=row["patient"] not in held):
+            open_slice("pages/compare.py", row["patient"], int(row["slice"]), [a, b])
+
+
+# Only the open tab is drawn: each figure and table the browser draws adds to every visit and rerun.
+SECTIONS = {"Against the best": show_against_best, "Cross-validation": show_crossval, "Figures": show_figures,
+            "Per institution": show_institutions, "Two models": show_two_models}
+section, tab = pick_section(list(SECTIONS))
+with tab:
+    if per_patient.empty and section != "Cross-validation":
+        st.info(NO_SEGMENTERS)
+    else:
+        SECTIONS[section]()

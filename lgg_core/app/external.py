@@ -30,6 +30,7 @@ ERROR_KEY = "your_model_error"  # a finished job's failure, shown once after the
 MASKS, MODEL = "Predicted masks", "A model"
 KINDS = {MASKS: "made anywhere, scored here", MODEL: "ONNX or lgg_core artifact, run here"}
 BETTER, WORSE, NEITHER = "#0072B2", "#D55E00", "#999999"  # Okabe–Ito blue and vermillion, grey
+YOURS_AXIS = "difference in mean per-patient Dice (right of 0: yours higher)"
 LEGEND = "Over FLAIR: " + ", ".join(f"{label} ({colour})" for (label, _), colour in
                                    zip(ERROR_LEGEND, ("yellow", "vermillion", "sky blue"), strict=True))
 
@@ -82,32 +83,61 @@ def job_progress() -> None:
     st.rerun()
 
 
-def forest_figure(comparison: pd.DataFrame, title: str, reference: str = "predictions", flip: bool = False,
-                  x_title: str = "difference in mean per-patient Dice (right of 0: yours higher)") -> go.Figure:
-    """One row per model: the paired difference in mean per-patient Dice with its 95% CI, coloured by the verdict.
+def forest_rows(comparison: pd.DataFrame, reference: str = "predictions", flip: bool = False) -> pd.DataFrame:
+    """The forest plot's rows, first on top: each model's paired difference with its 95% CI and colour.
 
     Args:
         comparison: :func:`lgg_core.evaluation.external.compare`'s table (``mean_diff`` = reference − model).
-        title: the figure's title.
         reference: the name the verdicts give the reference ("<reference> better").
         flip: plot model − reference instead (e.g. every model against the champion).
-        x_title: the axis title, saying which side is whose.
     """
-    table = comparison.iloc[::-1]  # the first row on top
     sign = -1.0 if flip else 1.0
-    diff, low, high = (sign * table[c] for c in ("mean_diff", "ci_low", "ci_high"))
+    diff, low, high = (sign * comparison[c] for c in ("mean_diff", "ci_low", "ci_high"))
     low, high = (high, low) if flip else (low, high)
     # Blue where the side plotted to the right of 0 is significantly better, vermillion where the other is.
-    right_wins = [v == (f"{m} better" if flip else f"{reference} better") for m, v in zip(table["model"],
-                                                                                           table["verdict"])]
-    left_wins = [v.endswith(" better") and not r for v, r in zip(table["verdict"], right_wins)]
+    right_wins = [v == (f"{m} better" if flip else f"{reference} better")
+                  for m, v in zip(comparison["model"], comparison["verdict"])]
+    left_wins = [v.endswith(" better") and not r for v, r in zip(comparison["verdict"], right_wins)]
+    return pd.DataFrame({"model": comparison["model"], "diff": diff, "low": low, "high": high,
+                         "colour": [BETTER if r else WORSE if w else NEITHER for r, w in zip(right_wins, left_wins)],
+                         "verdict": comparison["verdict"], "n": comparison["n"],
+                         "p_holm": comparison["p_holm"].fillna(1.0)}).reset_index(drop=True)
+
+
+def forest_chart(rows: pd.DataFrame, title: str, x_title: str) -> dict[str, Any]:
+    """:func:`forest_rows` as a Vega-Lite spec for ``st.vega_lite_chart``, with its data inline.
+
+    Vega-Lite rather than Plotly on the pages: a page with no Plotly figure spares the browser Plotly's 4.7 MB script,
+    about 1.6 s of a first visit on a 2-core machine (docs/benchmarks.md).
+    """
+    y = {"field": "model", "type": "nominal", "sort": None, "title": None, "axis": {"labelLimit": 420}}
+    return {
+        "title": title, "height": {"step": 26}, "data": {"values": rows.to_dict("records")},
+        "encoding": {"y": y},
+        "layer": [
+            {"mark": {"type": "rule", "color": "#888888"},
+             "encoding": {"x": {"field": "low", "type": "quantitative", "title": x_title}, "x2": {"field": "high"}}},
+            {"mark": {"type": "point", "filled": True, "size": 110, "opacity": 1},
+             "encoding": {"x": {"field": "diff", "type": "quantitative"},
+                          "color": {"field": "colour", "type": "nominal", "scale": None},
+                          "tooltip": [{"field": "model", "title": "model"},
+                                      {"field": "diff", "title": "difference", "format": "+.3f"},
+                                      {"field": "verdict"}, {"field": "n", "title": "patients"},
+                                      {"field": "p_holm", "title": "Holm p", "format": ".3f"}]}},
+            {"mark": {"type": "rule", "strokeDash": [4, 3], "strokeWidth": 1.5, "color": "#999999"},
+             "encoding": {"x": {"datum": 0}}},
+        ],
+    }
+
+
+def forest_figure(rows: pd.DataFrame, title: str, x_title: str) -> go.Figure:
+    """:func:`forest_rows` as a Plotly figure, for the HTML report (which inlines Plotly's script to open offline)."""
+    table = rows.iloc[::-1]  # Plotly draws the first category at the bottom
     fig = go.Figure(go.Scatter(
-        x=diff, y=table["model"], mode="markers",
-        marker={"color": [BETTER if r else WORSE if w else NEITHER for r, w in zip(right_wins, left_wins)],
-                "size": 10},
-        error_x={"type": "data", "symmetric": False, "array": high - diff, "arrayminus": diff - low,
-                 "color": "#888888"},
-        customdata=np.stack([table["verdict"], table["n"], table["p_holm"].fillna(1.0)], axis=1),
+        x=table["diff"], y=table["model"], mode="markers", marker={"color": table["colour"], "size": 10},
+        error_x={"type": "data", "symmetric": False, "array": table["high"] - table["diff"],
+                 "arrayminus": table["diff"] - table["low"], "color": "#888888"},
+        customdata=np.stack([table["verdict"], table["n"], table["p_holm"]], axis=1),
         hovertemplate="%{y}<br>difference %{x:+.3f}<br>%{customdata[0]}<br>%{customdata[1]} patients, "
                       "Holm p %{customdata[2]:.3f}<extra></extra>"))
     fig.add_vline(x=0, line_dash="dot", line_color="#888888")

@@ -40,6 +40,7 @@ from lgg_core.explain.uncertainty import Uncertainty, tta_uncertainty
 
 if TYPE_CHECKING:
     import torch
+    from streamlit.delta_generator import DeltaGenerator
 
     from lgg_core.evaluation.external import Submission
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 SHARED = ("patient", "slice", "models")
 DATA_PARAM = "data"  # the data folder's URL parameter
 PAIR_PARAM, PAIR_KEY = "pair", "leaderboard_pair"  # the Leaderboard's chosen pair: in the URL, and remembered
+SECTION_PARAM, SECTION_KEY = "section", "leaderboard_section"  # the Leaderboard's open tab: the same
 SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
 
@@ -506,6 +508,31 @@ def pick_pair(names: list[str]) -> str:
     elif PAIR_PARAM in st.query_params:
         del st.query_params[PAIR_PARAM]
     return selected
+
+
+def pick_section(sections: list[str]) -> tuple[str, DeltaGenerator]:
+    """The Leaderboard's tabs, of which only the open one is drawn (each tab the browser draws adds to every visit).
+
+    The open tab is kept in the URL (once it is not the first) and remembered across pages, as the pair is.
+
+    Returns:
+        The open tab's label and its container.
+    """
+    remembered = f"_{SECTION_KEY}"
+    # The tabs' own state is dropped on pages that do not draw them: seed it from the link, else from the last visit.
+    if SECTION_KEY not in st.session_state:
+        wanted = st.query_params.get(SECTION_PARAM) or st.session_state.get(remembered)
+        if wanted in sections:
+            st.session_state[SECTION_KEY] = wanted
+    tabs = st.tabs(sections, key=SECTION_KEY, on_change="rerun")
+    # Not bind="query-params": a page whose URL holds a bound widget cannot st.switch_page (Streamlit 1.67).
+    section = st.session_state[SECTION_KEY]
+    st.session_state[remembered] = section
+    if section != sections[0]:
+        st.query_params[SECTION_PARAM] = section
+    elif SECTION_PARAM in st.query_params:
+        del st.query_params[SECTION_PARAM]
+    return section, tabs[sections.index(section)]
 
 
 def remembered_index(key: str, options: list) -> int:

@@ -68,7 +68,32 @@ def test_leaderboard_lists_every_catalog_model_with_status() -> None:
     next(b for b in at.button if b.label == "Measure latency").click().run()
     assert_clean(at)
     assert at.dataframe[0].value.set_index("model")["latency_ms"]["unet-mini"] > 0
-    assert len(at.get("plotly_chart")) == 3  # against the best, the picked figure and institutions; the matrix on request
+    # Only the open tab is drawn, and the first view's forest plot is Vega-Lite: the browser loads no Plotly for it.
+    assert not at.get("plotly_chart") and len(at.get("vega_lite_chart")) == 1
+
+
+@pytest.mark.parametrize("section, charts", [("Against the best", 1), ("Cross-validation", 0), ("Figures", 1),
+                                             ("Per institution", 1), ("Two models", 0)])
+def test_leaderboard_draws_only_the_open_tab_and_keeps_it_in_the_url(section: str, charts: int) -> None:
+    at = open_section(open_page("leaderboard"), section)
+    assert_clean(at)
+    assert chart_count(at) == charts  # the tiny zoo has no cross-validation run; the matrix on request
+    assert at.query_params.get("section") == (None if section == "Against the best" else section)
+    linked = open_page("leaderboard", {"section": section})  # a reload, a new tab or a shared link
+    assert_clean(linked)
+    assert chart_count(linked) == charts and linked.session_state["leaderboard_section"] == section
+    assert linked.switch_page("pages/compare.py").run().switch_page("pages/leaderboard.py").run()\
+        .session_state["leaderboard_section"] == section  # a trip to another page and back keeps it
+
+
+def chart_count(at: AppTest) -> int:
+    return len(at.get("plotly_chart")) + len(at.get("vega_lite_chart"))
+
+
+def open_section(at: AppTest, section: str) -> AppTest:
+    """Open one of the Leaderboard's tabs, as a click on it does."""
+    at.session_state["leaderboard_section"] = section
+    return at.run()
 
 
 def show_every_row(at: AppTest) -> AppTest:
@@ -167,6 +192,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
     assert timed.loc["unet-mini + flip TTA", "timed_on"] == "ONNX Runtime int8 · CPU"
     assert timed.loc["gated: resnet18 → unet-mini", "timed_on"] == "PyTorch fp32 · CPU"  # the gate runs torch parts
     assert np.isnan(timed.loc["not-trained-yet", "latency_ms"])
+    open_section(first, "Figures")
     next(g for g in first.button_group if g.key == "leaderboard_figure").set_value("Quality vs latency").run()
     assert_clean(first)
     x_titles = [json.loads(chart.proto.spec)["layout"].get("xaxis", {}).get("title", {}).get("text")
@@ -182,7 +208,7 @@ def test_leaderboard_latency_times_the_served_predictor_and_is_shared_by_session
 
 
 def test_leaderboard_per_institution_table_for_a_chosen_model(app_env: Path) -> None:
-    at = show_every_row(open_page("leaderboard"))
+    at = show_every_row(open_section(open_page("leaderboard"), "Per institution"))
     assert_clean(at)
     results_for = next(s for s in at.selectbox if s.label == "Results for")
     institutions = at.dataframe[1].value
@@ -370,7 +396,7 @@ def test_missing_data_dir_gives_a_message_not_a_traceback(tmp_path: Path) -> Non
 def test_leaderboard_pairs_matrix_and_a_pair_opens_compare_on_its_patient() -> None:
     import json
 
-    at = open_page("leaderboard")
+    at = open_section(open_page("leaderboard"), "Two models")
     assert_clean(at)
     matrix = next(t for t in at.toggle if t.label.endswith("pairs: the full matrix and table"))
     count = len(at.get("plotly_chart"))
@@ -484,7 +510,7 @@ def test_patient_viewer_errors_mode_and_uncertainty_against_dice() -> None:
 
 
 def test_leaderboard_pair_does_not_link_a_patient_missing_from_the_data(tmp_path: Path) -> None:
-    at = open_without_the_held_out_patient("leaderboard", tmp_path)
+    at = open_section(open_without_the_held_out_patient("leaderboard", tmp_path), "Two models")
     assert_clean(at)
     compare = next(button for button in at.button if button.label.startswith("Compare slice"))
     assert compare.disabled
@@ -560,17 +586,18 @@ def test_the_data_folder_lives_in_the_url_so_a_link_opens_the_same_data(tmp_path
 
 
 def test_the_chosen_pair_is_in_the_url_and_a_link_with_it_opens_it() -> None:
-    at = open_page("leaderboard")
+    at = open_section(open_page("leaderboard"), "Two models")
     pair = next(s for s in at.selectbox if s.label == "Pair")
     first, second = pair.options[:2]
     assert "pair" not in at.query_params  # the first pair is the default: the URL stays short
     pair.set_value(second).run()
     assert_clean(at)
     assert at.query_params["pair"] == second
-    shared = open_page("leaderboard", {"pair": second})  # a reload, a new tab or a shared link
+    assert at.query_params["section"] == "Two models"
+    shared = open_page("leaderboard", {"section": "Two models", "pair": second})  # a reload, a new tab or a shared link
     assert_clean(shared)
     assert next(s for s in shared.selectbox if s.label == "Pair").value == second
-    stale = open_page("leaderboard", {"pair": "no-such-model vs other"})  # a model since removed: the first pair
+    stale = open_page("leaderboard", {"section": "Two models", "pair": "no-such-model vs other"})  # a model since removed: the first pair
     assert_clean(stale)
     assert next(s for s in stale.selectbox if s.label == "Pair").value == first
     assert "pair" not in stale.query_params

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from lgg_core.app.stored import tables_dir
 
-from lgg_core.app.external import forest_figure, report_html
+from lgg_core.app.external import YOURS_AXIS, forest_figure, forest_rows, report_html
 from lgg_core.data.cache import load_dataset
 from lgg_core.evaluation import external
 from lgg_core.serving.records import DEMO_DIR
@@ -81,10 +82,10 @@ def test_report_is_one_offline_page_with_the_comparison_and_the_worst_slices() -
     submission = external.score_submission("example.zip", EXAMPLE.read_bytes(), "cv", data)
     worst = external.worst_slices(submission.scored, data)
     assert [w.dice for w in worst] == sorted(w.dice for w in worst) and len(worst) == 3
+    figure = forest_figure(forest_rows(submission.comparison), "t", YOURS_AXIS)
     page = report_html("t", "intro", ["a note"], submission.scores_markdown(),
-                       external.comparison_display(submission.comparison),
-                       forest_figure(submission.comparison, "t"), [("slice", data.images[worst[0].row])],
-                       external.patients_display(submission.scored))
+                       external.comparison_display(submission.comparison), figure,
+                       [("slice", data.images[worst[0].row])], external.patients_display(submission.scored))
     assert page.count("<img") == 1 and "unet-resnet50-transfer" in page
     # plotly.js is inlined, not fetched: the file opens offline.
     assert "<script src=" not in page.replace(" ", "") and "Plotly.newPlot" in page
@@ -100,9 +101,12 @@ def test_leaderboard_leads_with_the_best_and_keeps_the_chosen_pair_after_a_trip(
               for name in segmenters}
     best = max(scores, key=scores.get)
     assert f"Compared with the best: {best}" in [h.value for h in at.subheader]
-    forest = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
-                  if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith(f"Each model − {best}"))
-    assert set(forest["data"][0]["y"]) == {*segmenters, "yours: example-predictions"} - {best}
+    forest = next(c for c in at.get("vega_lite_chart")
+                  if json.loads(c.proto.spec)["title"].startswith(f"Each model − {best}"))
+    assert set(dataframe_util.convert_arrow_bytes_to_pandas_df(forest.proto.data.data)["model"]) == {
+        *segmenters, "yours: example-predictions"} - {best}
+    at.session_state["leaderboard_section"] = "Two models"
+    at.run()
     pair = next(s for s in at.selectbox if s.label == "Pair")
     assert len(pair.options) == 6  # pairs of three zoo segmenters and the visitor's entry
     chosen = pair.options[-1]

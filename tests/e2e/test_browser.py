@@ -263,13 +263,14 @@ def _walk(page: Page, app_url: str, size: str) -> None:
     settle(page, f"walk-{size}-1-leaderboard")
     best = page.get_by_role("heading", name=re.compile("^Compared with the best: "))
     expect(best).to_be_visible(timeout=TIMEOUT_MS)
-    forest = page.locator(".js-plotly-plot").filter(has_text="Each model −").first
+    forest = page.get_by_test_id("stVegaLiteChart").filter(has_text="Each model −").first
     expect(forest).to_be_visible(timeout=TIMEOUT_MS)
     forest.scroll_into_view_if_needed()
     settle(page, f"walk-{size}-1b-forest")
 
     # The pair the page offers first (of the tiny zoo's three): its dropdown, opened on a fresh server while the page
     # still draws its charts, could close again before an option was picked.
+    page.get_by_role("tab", name="Two models").click()
     pair = page.get_by_role("combobox", name="Pair")
     expect(pair).to_be_visible(timeout=TIMEOUT_MS)
     a, b = pair.input_value().split(" vs ")
@@ -340,7 +341,7 @@ def test_your_predictions_join_the_leaderboard(browser: Browser, app_url: str, w
         page.get_by_role("button", name="Score", disabled=False).first.click()
         # The entry's line: its name in bold, then what it was scored on.
         expect(page.get_by_text(re.compile(r"on 3 patients \(every patient"))).to_be_visible(timeout=TIMEOUT_MS)
-        forest = page.locator(".js-plotly-plot").filter(has_text="mean per-patient Dice (95% CI)").first
+        forest = page.get_by_test_id("stVegaLiteChart").filter(has_text="mean per-patient Dice (95% CI)").first
         expect(forest).to_be_visible(timeout=TIMEOUT_MS)
         forest.scroll_into_view_if_needed()
         settle(page, f"yours-{width}x{height}")
@@ -390,6 +391,7 @@ def test_your_predictions_lead_from_the_leaderboard_to_compare(page: Page, app_u
     page.get_by_role("button", name="Score", disabled=False).first.click()
     expect(page.get_by_text(re.compile(r"on 3 patients \(every patient"))).to_be_visible(timeout=TIMEOUT_MS)
     settle(page, "yours-1-scored")
+    page.get_by_role("tab", name="Two models").click()
     pair = page.get_by_role("combobox", name="Pair")
     pair.click()
     page.keyboard.type("yours: example")  # the list is long; typing filters it

@@ -182,8 +182,9 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
     catalog = _catalog_with_runs(tmp_path, zoo_catalog)
     monkeypatch.setenv("LGG_CATALOG", str(catalog))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "streamlit_app.py"), default_timeout=120).run()
-    at.switch_page("pages/leaderboard.py").run()
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "streamlit_app.py"), default_timeout=120)
+    at.query_params["section"] = "Cross-validation"  # the Leaderboard's tab
+    at.run().switch_page("pages/leaderboard.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Cross-validation: every patient held out once" in [h.value for h in at.subheader]
     assert any("**unet**: 2 of 5 folds evaluated, 5 patients (still running" in m.value
