@@ -78,6 +78,33 @@ def stored_table(what: str, inputs: Sequence[pd.DataFrame | str], compute: Calla
     return table
 
 
+def fill(page: str = "pages/leaderboard.py") -> list[str]:
+    """Render ``page`` (relative to the working directory) once per tab (Streamlit's AppTest), so that the tables each tab stores are on disk before the
+    first visitor of a fresh server opens it: the Space's image build runs this.
+
+    Returns:
+        The labels of the tabs rendered.
+
+    Raises:
+        RuntimeError: the page raised in one of its tabs.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    from lgg_core.app.state import SECTION_PARAM
+
+    labels: list[str | None] = [None]  # the first view, then every tab it offers
+    for label in labels:
+        at = AppTest.from_file(str(Path(page).resolve()), default_timeout=600)  # else relative to this file
+        if label is not None:
+            at.query_params[SECTION_PARAM] = label
+        at.run()
+        if at.exception:
+            raise RuntimeError(f"{page}, tab {label or 'first'}: {[e.value for e in at.exception]}")
+        if label is None:
+            labels += [tab.label for tab in at.tabs][1:]
+    return [tab for tab in labels if tab is not None]
+
+
 def _write(path: Path, table: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name of its own per write: two sessions of one server may store the same table at once.
