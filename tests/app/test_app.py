@@ -86,6 +86,12 @@ def test_leaderboard_draws_only_the_open_tab_and_keeps_it_in_the_url(section: st
         .session_state["leaderboard_section"] == section  # a trip to another page and back keeps it
 
 
+def test_leaderboard_link_to_a_tab_that_does_not_exist_opens_the_first() -> None:
+    at = open_page("leaderboard", {"section": "No such tab"})
+    assert_clean(at)
+    assert at.session_state["leaderboard_section"] == "Against the best" and "section" not in at.query_params
+
+
 def chart_count(at: AppTest) -> int:
     return len(at.get("plotly_chart")) + len(at.get("vega_lite_chart"))
 
