@@ -283,16 +283,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(markdown_tables(evaluated))
     if variants := variants_markdown(leaderboard(all_rows([(record, tables, None) for record, tables in evaluated]))):
         print("\n" + variants)
+    runs = []
     for entry in load_crossval(args.catalog):
         report = crossval.run_report(entry.name, entry.path)
         if report.problem:
             print(f"skipped {report.problem}", file=sys.stderr)
             continue
+        runs.append(report)
         print(f"\nCross-validation of {entry.name}: {report.folds} of {report.expected} folds "
               f"(`{crossval.reproduce_command(entry.path)}`)\n")
         print(crossval.summary_markdown(report.table))
     if args.pairs:
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
+        if len(runs) > 1:
+            print("\n" + crossval.runs_markdown(runs))
     return 0
 
 

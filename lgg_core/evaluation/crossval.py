@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lgg_core.evaluation.metrics import bootstrap_ci
-from lgg_core.evaluation.stats import format_p, paired_difference, pairwise
+from lgg_core.evaluation.stats import format_p, paired_difference, pairs_table_markdown, pairwise
 from lgg_core.serving.artifact_config import ArtifactConfig
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
@@ -189,6 +189,18 @@ def compare_runs(reports: list[RunReport], variant: str = "raw", n_boot: int = 1
              for r in reports if r.pooled is not None]
     values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "patient", "dice"])
     return pairwise(values, n_boot=n_boot)
+
+
+def runs_markdown(reports: list[RunReport], n_boot: int = 10_000) -> str:
+    """:func:`compare_runs` as markdown under a line saying what was tested (per-patient Dice as predicted)."""
+    pairs = compare_runs(reports, n_boot=n_boot)
+    if pairs.empty:
+        return "Comparing cross-validation runs needs at least two pooled runs."
+    heading = ("Cross-validation runs against each other, per-patient Dice as predicted, on the patients both hold "
+               f"out: mean A − B with a paired bootstrap 95% CI over patients ({n_boot:,} resamples), two-sided "
+               f"Wilcoxon signed-rank p, Holm–Bonferroni over all pairs (m = {len(pairs)}), verdict at α = 0.05 "
+               "after Holm.")
+    return "\n".join([heading, "", *pairs_table_markdown(pairs)])
 
 
 def reproduce_command(folder: Path) -> str:

@@ -248,7 +248,8 @@ def largest_differences(a: EvalTables, b: EvalTables, limit: int = 10) -> pd.Dat
     return table.loc[order].head(limit).reset_index(drop=True)
 
 
-def _markdown_table(pairs: pd.DataFrame, digits: int) -> list[str]:
+def pairs_table_markdown(pairs: pd.DataFrame, digits: int = 3) -> list[str]:
+    """:func:`pairwise`'s table as markdown lines, a pair per row with its verdict in words."""
     lines = ["| A | B | patients | mean A | mean B | A − B (95% CI) | Wilcoxon p | Holm p | verdict |",
              "|---|---|---:|---:|---:|---|---:|---:|---|"]
     for _, r in pairs.iterrows():
@@ -271,5 +272,5 @@ def pairs_markdown(evals: dict[str, EvalTables], n_boot: int = 10_000, seed: int
                    f"patients both models share: mean A − B with a paired bootstrap 95% CI over patients "
                    f"({n_boot:,} resamples), two-sided Wilcoxon signed-rank p, Holm–Bonferroni over all pairs "
                    f"(m = {len(pairs)}), verdict at α = {alpha} after Holm.")
-        sections += ["", heading, "", *_markdown_table(pairs, 3 if metric == "dice" else 1)]
+        sections += ["", heading, "", *pairs_table_markdown(pairs, 3 if metric == "dice" else 1)]
     return "\n".join(sections[1:])

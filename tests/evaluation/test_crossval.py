@@ -172,6 +172,18 @@ def test_cli_leaderboard_adds_the_catalog_runs(folds: list[Path], tmp_path: Path
     assert "skipped cross-validation run 'gone'" in err
 
 
+def test_cli_leaderboard_pairs_compare_the_runs_on_the_patients_both_hold_out(
+        folds: list[Path], tmp_path: Path, zoo_catalog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "--catalog", str(_catalog_with_runs(tmp_path, zoo_catalog)), "--pairs"]) == 0
+    out = capsys.readouterr().out
+    assert "Cross-validation runs against each other" in out and "(m = 1)" in out
+    [row] = [line for line in out.splitlines() if line.startswith("| `unet") and "`unet, longer`" in line]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    # Two shared patients: unet's 0.9 and 0.5 against the longer run's 0.95 and 0.6.
+    means = dict(zip([cells[0].strip("`"), cells[1].strip("`")], map(float, cells[3:5])))
+    assert cells[2] == "2" and means == {"unet": pytest.approx(0.7), "unet, longer": pytest.approx(0.775)}
+
+
 def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds: list[Path], tmp_path: Path,
                                                                           zoo_catalog: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
