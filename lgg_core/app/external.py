@@ -107,8 +107,8 @@ def forest_rows(comparison: pd.DataFrame, reference: str = "predictions", flip: 
 def forest_chart(rows: pd.DataFrame, title: str, x_title: str) -> dict[str, Any]:
     """:func:`forest_rows` as a Vega-Lite spec for ``st.vega_lite_chart``, with its data inline.
 
-    Vega-Lite rather than Plotly on the pages: a page with no Plotly figure spares the browser Plotly's 4.7 MB script,
-    about 1.6 s of a first visit on a 2-core machine (docs/benchmarks.md).
+    Vega-Lite rather than Plotly on the pages: a first view with no Plotly figure spares the browser loading and
+    parsing Plotly's 4.7 MB script (docs/benchmarks.md, "Leaderboard load in a real browser").
     """
     y = {"field": "model", "type": "nominal", "sort": None, "title": None, "axis": {"labelLimit": 420}}
     return {

@@ -16,10 +16,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from lgg_core.data.cache import default_cache_dir
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 MAX_FILES = 512
 _LIBRARIES = ("numpy", "scipy", "pandas")
@@ -79,8 +83,8 @@ def stored_table(what: str, inputs: Sequence[pd.DataFrame | str], compute: Calla
 
 
 def fill(page: str = "pages/leaderboard.py") -> list[str]:
-    """Render ``page`` (relative to the working directory) once per tab (Streamlit's AppTest), so that the tables each tab stores are on disk before the
-    first visitor of a fresh server opens it: the Space's image build runs this.
+    """Render ``page`` (relative to the working directory) once per tab, so that the tables each tab stores are on
+    disk before the first visitor of a fresh server opens it: the Space's image build runs this.
 
     Returns:
         The labels of the tabs rendered.
@@ -88,21 +92,25 @@ def fill(page: str = "pages/leaderboard.py") -> list[str]:
     Raises:
         RuntimeError: the page raised in one of its tabs.
     """
+    labels = [tab.label for tab in _render(page, None).tabs]
+    for label in labels[1:]:
+        _render(page, label)
+    return labels
+
+
+def _render(page: str, section: str | None) -> AppTest:
+    """One run of ``page`` in Streamlit's AppTest, with the tab ``section`` open (None: the first)."""
     from streamlit.testing.v1 import AppTest
 
     from lgg_core.app.state import SECTION_PARAM
 
-    labels: list[str | None] = [None]  # the first view, then every tab it offers
-    for label in labels:
-        at = AppTest.from_file(str(Path(page).resolve()), default_timeout=600)  # else relative to this file
-        if label is not None:
-            at.query_params[SECTION_PARAM] = label
-        at.run()
-        if at.exception:
-            raise RuntimeError(f"{page}, tab {label or 'first'}: {[e.value for e in at.exception]}")
-        if label is None:
-            labels += [tab.label for tab in at.tabs][1:]
-    return [tab for tab in labels if tab is not None]
+    at = AppTest.from_file(str(Path(page).resolve()), default_timeout=600)  # else relative to this file
+    if section is not None:
+        at.query_params[SECTION_PARAM] = section
+    at.run()
+    if at.exception:
+        raise RuntimeError(f"{page}, tab {section or 'first'}: {[e.value for e in at.exception]}")
+    return at
 
 
 def _write(path: Path, table: pd.DataFrame) -> None:
