@@ -24,7 +24,7 @@ from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
 from lgg_core.app.stored import stored_table
 from lgg_core.data.cache import LGGData
-from lgg_core.app.state import (catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair,
+from lgg_core.app.state import (PAIR_PARAM, catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair,
                                 pick_section, records, show_model_problems)
 
 # The verdict and the difference first: in a narrow window the last columns scroll out of view.
@@ -385,7 +385,7 @@ def show_two_models() -> None:
 # Only the open tab is drawn: each figure and table the browser draws adds to every visit and rerun.
 SECTIONS = {"Against the best": show_against_best, "Cross-validation": show_crossval, "Figures": show_figures,
             "Per institution": show_institutions, "Two models": show_two_models}
-section, tab = pick_section(list(SECTIONS))
+section, tab = pick_section(list(SECTIONS), linked={PAIR_PARAM: "Two models"})
 with tab:
     if per_patient.empty and section != "Cross-validation":
         st.info(NO_SEGMENTERS)

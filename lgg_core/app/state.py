@@ -510,10 +510,15 @@ def pick_pair(names: list[str]) -> str:
     return selected
 
 
-def pick_section(sections: list[str]) -> tuple[str, DeltaGenerator]:
+def pick_section(sections: list[str], linked: dict[str, str] | None = None) -> tuple[str, DeltaGenerator]:
     """The Leaderboard's tabs, of which only the open one is drawn (each tab the browser draws adds to every visit).
 
     The open tab is kept in the URL (once it is not the first) and remembered across pages, as the pair is.
+
+    Args:
+        sections: the tabs' labels, the first open by default.
+        linked: URL parameter -> the tab that shows it, for a link that names a selection but no tab (links made
+            before the tabs existed carried only ``pair``).
 
     Returns:
         The open tab's label and its container.
@@ -521,7 +526,8 @@ def pick_section(sections: list[str]) -> tuple[str, DeltaGenerator]:
     remembered = f"_{SECTION_KEY}"
     # The tabs' own state is dropped on pages that do not draw them: seed it from the link, else from the last visit.
     if SECTION_KEY not in st.session_state:
-        wanted = st.query_params.get(SECTION_PARAM) or st.session_state.get(remembered)
+        implied = next((tab for param, tab in (linked or {}).items() if param in st.query_params), None)
+        wanted = st.query_params.get(SECTION_PARAM) or implied or st.session_state.get(remembered)
         if wanted in sections:
             st.session_state[SECTION_KEY] = wanted
     tabs = st.tabs(sections, key=SECTION_KEY, on_change="rerun")

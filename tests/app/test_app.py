@@ -607,3 +607,7 @@ def test_the_chosen_pair_is_in_the_url_and_a_link_with_it_opens_it() -> None:
     assert_clean(stale)
     assert next(s for s in stale.selectbox if s.label == "Pair").value == first
     assert "pair" not in stale.query_params
+    older = open_page("leaderboard", {"pair": second})  # a link made before the tabs: it names the pair, no tab
+    assert_clean(older)
+    assert older.session_state["leaderboard_section"] == "Two models"
+    assert next(s for s in older.selectbox if s.label == "Pair").value == second
