@@ -24,13 +24,14 @@ from lgg_core.evaluation import stats
 from lgg_core.app.overlay import error_legend
 from lgg_core.app.stored import stored_table
 from lgg_core.data.cache import LGGData
-from lgg_core.app.state import (PAIR_PARAM, catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_pair,
+from lgg_core.app.state import (PAIR_PARAM, catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_linked,
                                 pick_section, records, show_model_problems)
 
-# The verdict and the difference first: in a narrow window the last columns scroll out of view.
+# The verdict and the difference first: in a narrow window the last columns scroll out of view. p-values with two
+# significant digits ("%.4f" showed 0.0000, a p of zero); they stay numbers, so a column sorts by value.
 PAIR_LABELS = {"a": ("Model A", None), "b": ("Model B", None), "verdict": ("Verdict", None),
-               "difference": ("A − B (95% CI)", None), "p_holm": ("Holm p", "%.4f"), "n": ("Shared patients", None),
-               "mean_a": ("Dice A", "%.3f"), "mean_b": ("Dice B", "%.3f"), "p": ("Wilcoxon p", "%.4f")}
+               "difference": ("A − B (95% CI)", None), "p_holm": ("Holm p", "%.2g"), "n": ("Shared patients", None),
+               "mean_a": ("Dice A", "%.3f"), "mean_b": ("Dice B", "%.3f"), "p": ("Wilcoxon p", "%.2g")}
 
 st.title("Leaderboard")
 st.caption("Metrics on each model's held-out test patients (patient-level fold 0). Per-patient Dice is the 3D "
@@ -264,8 +265,9 @@ def show_against_best() -> None:
     st.vega_lite_chart(yours.forest_chart(
         yours.forest_rows(against, reference=best, flip=True), f"Each model − {best}: mean per-patient Dice (95% CI)",
         f"difference in mean per-patient Dice (left of 0: below {best})"), width="stretch", key="against-best")
-    st.caption(f"{best} has the best validation score of the models trained under one protocol (chosen on "
-               "validation patients, never on the test fold). Each other model against it on the held-out patients "
+    protocol = next(r.spec.training.protocol for r, _, _ in items if r.name == best)
+    st.caption(f"{best} has the best validation score of the models trained under {protocol}, the protocol most rows "
+               "share (chosen on validation patients, never on the test fold). Each other model against it on the held-out patients "
                f"both were scored on: paired bootstrap 95% CI over patients, two-sided Wilcoxon, Holm over these "
                f"{len(against)} tests (more power than all pairs). Blue: the model significantly better; vermillion: "
                f"{best} significantly better; grey: no significant difference.")
@@ -362,7 +364,7 @@ def show_two_models() -> None:
         show_pairs(pairs)
 
     names = [f"{a} vs {b}" for a, b in zip(pairs["a"], pairs["b"])]
-    pair = pairs.loc[names.index(pick_pair(names))]
+    pair = pairs.loc[names.index(pick_linked("Pair", names, PAIR_PARAM))]
     a, b = pair["a"], pair["b"]
     st.markdown(f"**{stats.named_verdict(pair)}** on {pair['n']} shared patients: mean Dice {a} − {b} = "
                 f"{pair['mean_diff']:+.3f} (95% CI {pair['ci_low']:+.3f} to {pair['ci_high']:+.3f}), Wilcoxon p "

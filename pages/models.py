@@ -4,8 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from lgg_core.app.figures import training_curves, validation_metric
-from lgg_core.app.state import eval_tables, records
+from lgg_core.app.state import CARD_PARAM, eval_tables, pick_linked, records
 from lgg_core.app.charts import reliability_figure
+from lgg_core.evaluation.leaderboard import training_text
 from lgg_core.evaluation.calibration import LEVEL_NAMES, calibration_caption, calibration_metrics
 from lgg_core.serving.records import REPO_ROOT, read_card, read_epochs, read_split, weights_problem
 
@@ -24,7 +25,7 @@ def known(value: object) -> str:
     return "?" if value is None else str(value)
 
 
-record = {r.name: r for r in recs}[st.selectbox("Model", [r.name for r in recs])]
+record = {r.name: r for r in recs}[pick_linked("Model", [r.name for r in recs], CARD_PARAM)]
 if not record.ok:
     st.warning(f"**{record.name}** is not available: {record.problem}")
     st.stop()
@@ -46,7 +47,8 @@ roles = split.get("roles", {})
 st.markdown(
     f"**Task:** {record.task} · **input size:** {record.input_size or 256}² · "
     f"**split:** {', '.join(f'{len(v)} {k}' for k, v in roles.items()) or 'unknown'} patients "
-    f"(seed {split.get('seed', '?')}) · **data hash:** `{known(training.dataset_hash)[:16]}…`")
+    f"(seed {split.get('seed', '?')}) · **data hash:** `{known(training.dataset_hash)[:16]}…`  \n"
+    f"**Training:** {training_text(record)}")
 
 epochs = read_epochs(record)
 if epochs is None or epochs.empty:

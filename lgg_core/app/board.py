@@ -10,12 +10,14 @@ from pandas.io.formats.style import Styler
 from lgg_core.evaluation.leaderboard import CI_METRICS, EARLIER, EMPTY, is_missing, params_text, value_ci
 
 # The columns the page shows, in this order (the latency next to the headline metric, so it is in view without
-# scrolling), with their headers and tooltips. Columns left out stay in the data for sorting and the figures.
+# scrolling, and the protocol, since rows trained under different ones compare budgets, not only architectures),
+# with their headers and tooltips. Columns left out stay in the data for sorting and the figures.
 LABELS = {
     "model": "Model",
     "patient_dice": "Per-patient Dice (95% CI)",
     "latency_ms": "Latency (ms/slice)",
     "timed_on": "Timed on",
+    "protocol": "Protocol",
     "hd95": "HD95 (px)",
     "tumor_slice_dice": "Tumor-slice Dice (95% CI)",
     "accuracy": "Slice accuracy",
@@ -27,7 +29,6 @@ LABELS = {
     "kind": "Kind",
     "arch": "Architecture",
     "fold": "Fold",
-    "protocol": "Training protocol",
     "train_cpu_min": "Training (CPU-min)",
     "status": "Status",
 }
@@ -45,8 +46,9 @@ HELP = {
     "patients": "Held-out patients the row was evaluated on",
     "iou": "Intersection over union averaged over slices with tumor",
     "assd": "Average symmetric surface distance in pixels, mean over tumor slices",
-    "protocol": "The shared recipe and budget the model was trained under (docs/training.md, 'Training protocol'); "
-                f"'{EARLIER}': trained before it under its own config, so its budget is not comparable",
+    "protocol": "The shared recipe and budget the model was trained under (docs/training.md): lgg-zoo-v1, the three "
+                "sequences for 8 epochs; lgg-zoo-v2, FLAIR of slices n−1, n, n+1 for 16 epochs. "
+                f"'{EARLIER}': trained before them under its own config, so its budget is not comparable",
     "train_cpu_min": "Process CPU time of training (all threads), in minutes; composites add up their parts",
     "kind": "model; post-processing of a model's masks (largest 3D component per patient, horizontal-flip TTA); "
             "gated pipeline (a classifier decides which slices keep the segmenter's mask)",

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 SHARED = ("patient", "slice", "models")
 DATA_PARAM = "data"  # the data folder's URL parameter
 PAIR_PARAM, PAIR_KEY = "pair", "leaderboard_pair"  # the Leaderboard's chosen pair: in the URL, and remembered
+CARD_PARAM, CARD_KEY = "model", "models_page_model"  # the Models page's model: the same
+_LINKED = {PAIR_PARAM: PAIR_KEY, CARD_PARAM: CARD_KEY}
 SECTION_PARAM, SECTION_KEY = "section", "leaderboard_section"  # the Leaderboard's open tab: the same
 SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
@@ -440,8 +442,9 @@ def init_state() -> None:
         st.session_state["models"] = [m for m in params["models"].split(",") if m]
     if params.get(DATA_PARAM, "").strip():
         st.session_state["data_dir"] = params[DATA_PARAM].strip()
-    if PAIR_PARAM in params:
-        st.session_state[PAIR_KEY] = params[PAIR_PARAM]
+    for param, key in _LINKED.items():
+        if param in params:
+            st.session_state[key] = params[param]
     st.session_state["_state_ready"] = True
 
 
@@ -497,16 +500,17 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
     return number, int(rows[numbers.index(number)])
 
 
-def pick_pair(names: list[str]) -> str:
-    """The Leaderboard's pair of models, remembered across pages and kept in the URL (once it is not the first one
-    offered), so that a reload or a shared link opens the same pair."""
-    selected = st.selectbox("Pair", names, index=remembered_index(PAIR_KEY, names))
+def pick_linked(label: str, options: list[str], param: str) -> str:
+    """A choice (the Leaderboard's pair, the Models page's model) remembered across pages and kept in the URL under
+    ``param`` (once it is not the first option), so that a reload or a shared link opens the same one."""
+    key = _LINKED[param]
+    selected = st.selectbox(label, options, index=remembered_index(key, options))
     # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.
-    st.session_state[PAIR_KEY] = selected
-    if selected != names[0]:
-        st.query_params[PAIR_PARAM] = selected
-    elif PAIR_PARAM in st.query_params:
-        del st.query_params[PAIR_PARAM]
+    st.session_state[key] = selected
+    if selected != options[0]:
+        st.query_params[param] = selected
+    elif param in st.query_params:
+        del st.query_params[param]
     return selected
 
 

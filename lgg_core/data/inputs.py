@@ -13,6 +13,8 @@ INPUTS = ("sequences", "flair-2.5d")
 """``sequences``: pre-contrast, FLAIR, post-contrast of one slice. ``flair-2.5d``: FLAIR of slices n-1, n, n+1
 (the first and last slice repeat themselves where a neighbour is missing)."""
 FLAIR = 1
+LABELS = {"sequences": "three sequences", "flair-2.5d": "FLAIR of slices n−1, n, n+1"}
+"""How each of :data:`INPUTS` reads in a table."""
 
 
 def check_inputs(inputs: str) -> None:

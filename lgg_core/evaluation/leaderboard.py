@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lgg_core.data.inputs import INPUTS
+from lgg_core.data.inputs import LABELS as INPUT_LABELS
 from lgg_core.evaluation.failures import gated_slices, raw_slices
 from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import gated_patients, mean_ci_by, variant_patients
+from lgg_core.serving.catalog import rebuild_command
 from lgg_core.serving.latency import Latency
 from lgg_core.serving.records import EvalTables, ModelRecord, gated_name, gates
 
@@ -253,12 +256,16 @@ def _ci_text(value: float, ci: list[float]) -> str:
     return f"{value:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
 
 
-def _training_text(record: ModelRecord) -> str:
+def training_text(record: ModelRecord) -> str:
     """How a results row was trained: its protocol, input, options and cost (CPU time where recorded)."""
     t = record.spec.training
     if t.parts is not None:
         return f"assembled from {', '.join(f'`{p}`' for p in t.parts)}, no training of its own"
     parts = [f"{t.crop}² crops" if t.crop else f"whole slice at {t.input_size or 256}²"]
+    if t.inputs != INPUTS[0]:
+        parts.append(f"input {INPUT_LABELS.get(t.inputs, t.inputs)}")
+    if t.modality_dropout:
+        parts.append(f"modality dropout {t.modality_dropout}")
     if record.spec.standardize:
         parts.append("per-slice std.")
     if t.pos_weight is not None:
@@ -267,9 +274,10 @@ def _training_text(record: ModelRecord) -> str:
         parts.append(f"encoder from `{Path(t.encoder_init).name}`")
     if t.init_from:
         parts.append(f"continued from `{Path(t.init_from).name}`")
-    cost = (f"{t.epochs_run} ep / {t.cpu_time_s / 60:.0f} CPU-min" if t.cpu_time_s
-            else f"{t.epochs_run} ep / {t.wall_time_s / 60:.0f} min")
-    return f"{t.protocol or EARLIER}: {', '.join(parts)}, {cost}"
+    epochs = "?" if t.epochs_run is None else t.epochs_run
+    cost = (f"{t.cpu_time_s / 60:.0f} CPU-min" if t.cpu_time_s
+            else f"{t.wall_time_s / 60:.0f} min" if t.wall_time_s else "cost not recorded")
+    return f"{t.protocol or EARLIER}: {', '.join(parts)}, {epochs} ep / {cost}"
 
 
 def _reproduce(record: ModelRecord) -> str:
@@ -277,7 +285,7 @@ def _reproduce(record: ModelRecord) -> str:
     if parts is not None:
         return f"`lgg assemble {record.spec.arch} artifacts/{record.name} " + " ".join(
             f"artifacts/{p}" for p in parts) + "`"
-    return f"`train/zoo.sh {record.name}`"
+    return f"`{rebuild_command(record.path)}`"
 
 
 def gated_patient_dice(classifier: EvalTables, segmenter: EvalTables) -> float:
@@ -315,9 +323,11 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
     for record, tables in seg:
         v = tables.summary["variants"]
         raw, lcc = v["raw"], v["lcc"]
-        gated = f" {gated_patient_dice(gate[1], tables):.3f} |" if gate else ""
+        # The app assembles no pipeline whose classifier takes other inputs than the segmenter: neither does this.
+        gated = "" if not gate else (f" {gated_patient_dice(gate[1], tables):.3f} |" if gates(gate[0], record)
+                                     else f" {EMPTY} |")
         lines.append(
-            f"| `{record.name}` | {params_text(record.spec.params)} | {_training_text(record)} "
+            f"| `{record.name}` | {params_text(record.spec.params)} | {training_text(record)} "
             f"| {_ci_text(raw['patient_dice'], raw['patient_dice_ci'])} "
             f"| {_ci_text(lcc['patient_dice'], lcc['patient_dice_ci'])} "
             f"| {_ci_text(raw['tumor_slice_dice'], raw['tumor_slice_dice_ci'])} | {raw['hd95']:.1f} "
@@ -328,7 +338,7 @@ def markdown_tables(evaluated: list[tuple[ModelRecord, EvalTables]]) -> str:
         for record, tables in cls:
             raw = tables.summary["variants"]["raw"]
             lines.append(
-                f"| `{record.name}` | {params_text(record.spec.params)} | {_training_text(record)} "
+                f"| `{record.name}` | {params_text(record.spec.params)} | {training_text(record)} "
                 f"| {_ci_text(raw['accuracy'], raw['accuracy_ci'])} | {_ci_text(raw['auroc'], raw['auroc_ci'])} "
                 f"| {raw['f1']:.3f} | {_reproduce(record)} |")
     return "\n".join(lines)

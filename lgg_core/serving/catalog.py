@@ -20,6 +20,7 @@ The catalog is a TOML file (default ``models.toml`` at the repository root, or `
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,29 @@ class CatalogEntry:
     revision: str | None = None
 
 
+# train/cv.sh's folders: artifacts/cv/NAME[-eEPOCHS]/fold-F, or FROM+eEPOCHS/fold-F for a run continued from FROM.
+_CV_FOLD = re.compile(r"artifacts/cv/(?P<name>.+?)(?:-e(?P<epochs>\d+)|\+e(?P<more>\d+))?/fold-\d+$")
+
+
+def rebuild_command(path: Path) -> str:
+    """The command that trains the artifact at ``path`` again (with ``LGG_DATA_DIR`` set).
+
+    A zoo model (``artifacts/<name>``) comes from ``train/zoo.sh <name>``; a cross-validation fold
+    (``artifacts/cv/<run>/fold-F``) from the ``train/cv.sh`` call that made its run, which trains every fold.
+    """
+    found = _CV_FOLD.search(Path(path).as_posix())
+    if found is None:
+        return f"train/zoo.sh {Path(path).name}"
+    name, epochs, more = found["name"], found["epochs"], found["more"]
+    if more:
+        return f"train/cv.sh {name} {more} artifacts/cv/{name}"
+    return f"train/cv.sh {name}" + (f" {epochs}" if epochs else "")
+
+
 def missing_weights_message(path: Path) -> str:
     """Why an artifact cannot run, and the commands that bring its weights."""
     return (f"{path.name} ships its evaluation record only: its weights are not bundled (size budget). Train them "
-            f"with `train/zoo.sh {path.name}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
+            f"with `{rebuild_command(path)}` (LGG_DATA_DIR set), or pull a published copy with `lgg pull`.")
 
 
 def catalog_path(path: str | Path | None = None) -> Path:

@@ -378,6 +378,18 @@ def test_models_page_shows_card_curves_and_missing_models() -> None:
     assert "does not exist" in texts(at.warning)
 
 
+def test_the_models_page_keeps_its_model_in_the_url_and_says_how_it_was_trained() -> None:
+    at = open_page("models")
+    assert "model" not in at.query_params  # the first model is the default: the URL stays short
+    at.selectbox[0].set_value("unet-mini-2.5d").run()
+    assert_clean(at)
+    assert at.query_params["model"] == "unet-mini-2.5d"
+    linked = open_page("models", {"model": "unet-mini-2.5d"})  # a reload, a new tab or a shared link
+    assert_clean(linked)
+    assert linked.selectbox[0].value == "unet-mini-2.5d"
+    assert "input FLAIR of slices n−1, n, n+1" in texts(linked.markdown)
+
+
 def test_patient_viewer_dice_strip_follows_the_slice() -> None:
     at = open_page("patient", {"patient": "TCGA_CS_4944", "models": "unet-mini"})
     assert_clean(at)

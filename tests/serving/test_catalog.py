@@ -15,6 +15,8 @@ from lgg_core.serving.catalog import (
     CrossvalEntry,
     load_catalog,
     load_crossval,
+    missing_weights_message,
+    rebuild_command,
     resolve_entry,
 )
 from lgg_core.models import LGGModel
@@ -42,7 +44,19 @@ def test_default_catalog_lists_shipped_local_models() -> None:
     artifacts = DEFAULT_CATALOG.parent / "artifacts"
     for entry in entries:
         assert entry.repo_id is None and entry.path is not None
-        assert entry.path.parent == artifacts, f"{entry.name} should be a shipped artifact under {artifacts}"
+        assert entry.path.is_relative_to(artifacts), f"{entry.name} should be a shipped artifact under {artifacts}"
+
+
+@pytest.mark.parametrize("path, command", [
+    ("artifacts/unet", "train/zoo.sh unet"),
+    ("/clone/artifacts/cv/v2/unet-mini/fold-0", "train/cv.sh v2/unet-mini"),
+    ("artifacts/cv/unet-mini-e16/fold-2", "train/cv.sh unet-mini 16"),
+    ("artifacts/cv/unet-resnet50-transfer+e8/fold-3",
+     "train/cv.sh unet-resnet50-transfer 8 artifacts/cv/unet-resnet50-transfer"),
+])
+def test_rebuild_command_names_the_script_that_made_the_artifact(path: str, command: str) -> None:
+    assert rebuild_command(Path(path)) == command
+    assert f"`{command}`" in missing_weights_message(Path(path))
 
 
 def test_catalog_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

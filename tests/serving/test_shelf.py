@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lgg_core.data.cache import LGGData
-from lgg_core.serving.records import Gate, ModelRecord, build_gated, load_model, load_predictor_for, resolve_models
+from lgg_core.serving.records import Gate, build_gated, load_model, load_predictor_for, resolve_models
 from lgg_core.serving.shelf import (
     SharedDatasets,
     Shelf,

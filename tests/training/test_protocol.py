@@ -310,16 +310,25 @@ def test_readme_rows_name_protocol_cost_and_how_composites_are_made(parts: Path)
     config = json.loads((parts / "cnn-encdec" / "config.json").read_text())
     config["training"].update(protocol="lgg-zoo-v1", cpu_time_s=1500.0)
     (parts / "cnn-encdec" / "config.json").write_text(json.dumps(config))
+    shutil.copytree(parts / "cnn-encdec", parts / "cnn-encdec-25d")
+    config["training"].update(inputs="flair-2.5d", modality_dropout=0.15)
+    (parts / "cnn-encdec-25d" / "config.json").write_text(json.dumps(config))
     write_reference(parts / "ens", "ensemble", [parts / "resnet18", parts / "resnet18-b"])
     from lgg_core.data.cache import load_dataset
     from lgg_core.serving.records import DEMO_DIR
 
     evaluate(parts / "ens", load_dataset(DEMO_DIR, progress=False))
-    records = [_resolve(CatalogEntry(name=n, path=parts / n)) for n in ("cnn-encdec", "resnet18", "ens")]
+    records = [_resolve(CatalogEntry(name=n, path=parts / n))
+               for n in ("cnn-encdec", "cnn-encdec-25d", "resnet18", "ens")]
     evaluated = [(r, read_eval(r)[0]) for r in records]
     text = markdown_tables(evaluated)
     seg_row = next(line for line in text.splitlines() if line.startswith("| `cnn-encdec`"))
-    assert "lgg-zoo-v1: " in seg_row and "25 CPU-min" in seg_row
+    assert "lgg-zoo-v1: " in seg_row and "25 CPU-min" in seg_row and "input" not in seg_row
+    assert "| gated by " in text and not seg_row.endswith("| – | `train/zoo.sh cnn-encdec` |")
+    other = next(line for line in text.splitlines() if line.startswith("| `cnn-encdec-25d`"))
+    assert "input FLAIR of slices n−1, n, n+1, modality dropout 0.15" in other
+    # The classifiers take the three sequences: they gate no model taking other inputs, in the app or here.
+    assert other.endswith("| – | `train/zoo.sh cnn-encdec-25d` |")
     ens_row = next(line for line in text.splitlines() if line.startswith("| `ens`"))
     assert "assembled from `resnet18`, `resnet18-b`" in ens_row
     assert "`lgg assemble ensemble artifacts/ens artifacts/resnet18 artifacts/resnet18-b`" in ens_row
