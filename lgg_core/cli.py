@@ -288,11 +288,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         report = crossval.run_report(entry.name, entry.path)
         if report.problem:
             print(f"skipped {report.problem}", file=sys.stderr)
-            continue
-        runs.append(report)
-        print(f"\nCross-validation of {entry.name}: {report.folds} of {report.expected} folds "
-              f"(`{crossval.reproduce_command(entry.path)}`)\n")
-        print(crossval.summary_markdown(report.table))
+        else:
+            runs.append(report)
+    if runs:
+        print("\nCross-validation runs, each patient held out once (per-patient Dice as predicted, 95% bootstrap CIs "
+              "over patients; the variants' means beside):\n")
+        print(crossval.markdown(crossval.runs_display(runs)))
     if args.pairs:
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
         if len(runs) > 1:

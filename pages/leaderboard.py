@@ -290,12 +290,11 @@ def show_crossval() -> None:
     for report in reports:
         if report.problem:
             st.warning(report.problem)
-            continue
-        patients = int(report.table["patients"].iloc[0])
-        st.markdown(f"**{report.name}**: {report.folds} of {report.expected} folds evaluated, {patients} patients"
-                    + ("" if report.folds >= report.expected else " (still running: the pool is partial)")
-                    + f" · reproduce: `{crossval.reproduce_command(report.folder)}`")
-        st.dataframe(crossval.summary_display(report.table), hide_index=True)
+    if not (shown := crossval.runs_display(reports)).empty:
+        st.dataframe(shown, hide_index=True, column_config={"Run": st.column_config.Column(pinned=True)})
+        st.caption("Each run pooled over its folds, best mean first: per-patient Dice as predicted, with the means "
+                   "after the largest 3D component and with flip TTA beside it. A run still training pools the folds "
+                   "evaluated so far.")
     pooled = [report for report in reports if report.pooled is not None]
     if pooled:
         st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),

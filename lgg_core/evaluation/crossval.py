@@ -7,7 +7,6 @@ patient of the dataset, whose mean and median get a bootstrap CI over patients.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import format_p, paired_difference, pairs_table_markdown, pairwise
 from lgg_core.serving.artifact_config import ArtifactConfig
+from lgg_core.serving.catalog import crossval_command
 
 VARIANT_NAMES = {"raw": "as predicted", "lcc": "largest 3D component", "tta": "flip TTA"}
 
@@ -124,11 +124,26 @@ def summary_display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "variant": [VARIANT_NAMES.get(v, v) for v in table["variant"]],
         "folds": table["folds"], "patients": table["patients"],
-        "mean per-patient Dice (95% CI)": [f"{r.mean:.3f} ({r.mean_low:.3f}–{r.mean_high:.3f})"
-                                           for r in table.itertuples()],
-        "median (95% CI)": [f"{r.median:.3f} ({r.median_low:.3f}–{r.median_high:.3f})" for r in table.itertuples()],
+        "mean per-patient Dice (95% CI)": [_mean_text(r) for r in table.itertuples()],
+        "median (95% CI)": [_median_text(r) for r in table.itertuples()],
         "patients ≥ 0.85": [f"{share:.0%}" for share in table["reach_085"]],
     })
+
+
+def _mean_text(row) -> str:
+    return f"{row.mean:.3f} ({row.mean_low:.3f}–{row.mean_high:.3f})"
+
+
+def _median_text(row) -> str:
+    return f"{row.median:.3f} ({row.median_low:.3f}–{row.median_high:.3f})"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table of text and numbers as markdown, numbers right-aligned."""
+    aligns = ["---:" if pd.api.types.is_numeric_dtype(dtype) else "---" for dtype in table.dtypes]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join(aligns) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def paired_against(pooled: pd.DataFrame, other: pd.DataFrame, n_boot: int = 10_000) -> pd.DataFrame:
@@ -156,11 +171,7 @@ def paired_markdown(table: pd.DataFrame) -> str:
 
 def summary_markdown(table: pd.DataFrame) -> str:
     """A markdown table of :func:`summary`."""
-    shown = summary_display(table)
-    aligns = ["---:" if pd.api.types.is_numeric_dtype(dtype) else "---" for dtype in shown.dtypes]
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "|".join(aligns) + "|"]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown(summary_display(table))
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,26 @@ class RunReport:
     pooled: pd.DataFrame | None = None
     table: pd.DataFrame | None = None
     problem: str | None = None
+
+
+def runs_display(reports: list[RunReport]) -> pd.DataFrame:
+    """One row per pooled run, best mean first: folds (a run still training says so), patients, mean and median
+    per-patient Dice as predicted with their CIs, the share of patients at 0.85 or more, the post-processed variants'
+    means, and the ``train/cv.sh`` call that makes it. Runs that could not be pooled are left out."""
+    rows = []
+    for report in (r for r in reports if r.table is not None):
+        variants = report.table.set_index("variant")
+        raw = next(variants.loc[["raw"]].itertuples())
+        rows.append({"Run": report.name,
+                     "Folds": f"{report.folds} of {report.expected}" + (
+                         "" if report.folds >= report.expected else " (running)"),
+                     "Patients": int(raw.patients), "Mean per-patient Dice (95% CI)": _mean_text(raw),
+                     "Median (95% CI)": _median_text(raw), "Patients ≥ 0.85": f"{raw.reach_085:.0%}",
+                     **{f"+ {VARIANT_NAMES[v]}": f"{variants.loc[v, 'mean']:.3f}" if v in variants.index else "–"
+                        for v in ("lcc", "tta")},
+                     "Reproduce": crossval_command(report.folder), "_mean": raw.mean})
+    table = pd.DataFrame(rows)
+    return table if table.empty else table.sort_values("_mean", ascending=False).drop(columns="_mean")
 
 
 def compare_runs(reports: list[RunReport], variant: str = "raw", n_boot: int = 10_000) -> pd.DataFrame:
@@ -201,20 +232,6 @@ def runs_markdown(reports: list[RunReport], n_boot: int = 10_000) -> str:
                f"Wilcoxon signed-rank p, Holm–Bonferroni over all pairs (m = {len(pairs)}), verdict at α = 0.05 "
                "after Holm.")
     return "\n".join([heading, "", *pairs_table_markdown(pairs)])
-
-
-def reproduce_command(folder: Path) -> str:
-    """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG``, ``CONFIG-eEPOCHS``, or ``FROM+eEPOCHS``
-    for a run continued from run ``FROM``; a config in a folder of configs, such as ``v2/unet``, keeps its folder)."""
-    # cv.sh writes every run under artifacts/cv/; the catalog's absolute path would name this server's disk
-    parts = folder.parts
-    under_cv = parts[len(parts) - parts[::-1].index("cv"):] if "cv" in parts[:-1] else parts[-1:]
-    name = "/".join(under_cv)
-    if continued := re.fullmatch(r"(.+)\+e(\d+)", name):
-        config = reproduce_command(Path("artifacts/cv") / continued[1]).split()[1]
-        return f"train/cv.sh {config} {continued[2]} artifacts/cv/{continued[1]}"
-    match = re.fullmatch(r"(.+?)(?:-e(\d+))?", name)
-    return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
 
 def pool_run(name: str, folder: Path) -> RunReport:

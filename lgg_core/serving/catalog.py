@@ -46,23 +46,28 @@ class CatalogEntry:
     revision: str | None = None
 
 
-# train/cv.sh's folders: artifacts/cv/NAME[-eEPOCHS]/fold-F, or FROM+eEPOCHS/fold-F for a run continued from FROM.
-_CV_FOLD = re.compile(r"artifacts/cv/(?P<name>.+?)(?:-e(?P<epochs>\d+)|\+e(?P<more>\d+))?/fold-\d+$")
+def crossval_command(folder: Path) -> str:
+    """The ``train/cv.sh`` call that writes run ``folder`` (named ``CONFIG``, ``CONFIG-eEPOCHS``, or ``FROM+eEPOCHS``
+    for a run continued from run ``FROM``; a config in a folder of configs, such as ``v2/unet``, keeps its folder)."""
+    # cv.sh writes every run under artifacts/cv/; the catalog's absolute path would name this server's disk
+    parts = folder.parts
+    under_cv = parts[len(parts) - parts[::-1].index("cv"):] if "cv" in parts[:-1] else parts[-1:]
+    name = "/".join(under_cv)
+    if continued := re.fullmatch(r"(.+)\+e(\d+)", name):
+        config = crossval_command(Path("artifacts/cv") / continued[1]).split()[1]
+        return f"train/cv.sh {config} {continued[2]} artifacts/cv/{continued[1]}"
+    match = re.fullmatch(r"(.+?)(?:-e(\d+))?", name)
+    return " ".join(filter(None, ["train/cv.sh", *match.groups()]))
 
 
 def rebuild_command(path: Path) -> str:
-    """The command that trains the artifact at ``path`` again (with ``LGG_DATA_DIR`` set).
-
-    A zoo model (``artifacts/<name>``) comes from ``train/zoo.sh <name>``; a cross-validation fold
-    (``artifacts/cv/<run>/fold-F``) from the ``train/cv.sh`` call that made its run, which trains every fold.
-    """
-    found = _CV_FOLD.search(Path(path).as_posix())
-    if found is None:
-        return f"train/zoo.sh {Path(path).name}"
-    name, epochs, more = found["name"], found["epochs"], found["more"]
-    if more:
-        return f"train/cv.sh {name} {more} artifacts/cv/{name}"
-    return f"train/cv.sh {name}" + (f" {epochs}" if epochs else "")
+    """The command that trains the artifact at ``path`` again (with ``LGG_DATA_DIR`` set): ``train/zoo.sh <name>``
+    for a zoo model (``artifacts/<name>``), or for a cross-validation fold (``artifacts/cv/<run>/fold-F``) the
+    :func:`crossval_command` of its run, which trains every fold."""
+    path = Path(path)
+    if re.fullmatch(r"fold-\d+", path.name) and "cv" in path.parts[:-2]:
+        return crossval_command(path.parent)
+    return f"train/zoo.sh {path.name}"
 
 
 def missing_weights_message(path: Path) -> str:

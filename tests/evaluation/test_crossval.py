@@ -168,7 +168,8 @@ def test_cli_leaderboard_adds_the_catalog_runs(folds: list[Path], tmp_path: Path
     assert main(["leaderboard", "--catalog", str(_catalog_with_runs(tmp_path, zoo_catalog))]) == 0
     out, err = capsys.readouterr()
     assert "| `unet-mini` |" in out
-    assert "Cross-validation of unet: 2 of 5 folds" in out and "| as predicted | 2 | 5 | 0.770 (" in out
+    [row] = [line for line in out.splitlines() if line.startswith("| unet | ")]
+    assert row.startswith(f"| unet | 2 of 5 (running) | 5 | 0.770 (") and row.endswith(f"| train/cv.sh {tmp_path.name} |")
     assert "skipped cross-validation run 'gone'" in err
 
 
@@ -199,11 +200,13 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
     at.run().switch_page("pages/leaderboard.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Cross-validation: every patient held out once" in [h.value for h in at.subheader]
-    assert any("**unet**: 2 of 5 folds evaluated, 5 patients (still running" in m.value
-               and f"reproduce: `train/cv.sh {tmp_path.name}`" in m.value for m in at.markdown)
-    shown = next(d.value for d in at.dataframe if "median (95% CI)" in d.value.columns)
-    assert shown["variant"].tolist() == ["as predicted", "largest 3D component", "flip TTA"]
-    assert shown["mean per-patient Dice (95% CI)"].iloc[0].startswith("0.770 (")
+    shown = next(d.value for d in at.dataframe if "Median (95% CI)" in d.value.columns).set_index("Run")
+    assert shown.index.tolist() == ["unet, longer", "unet"]  # best mean first
+    assert shown.loc["unet", "Folds"] == "2 of 5 (running)" and shown.loc["unet", "Patients"] == 5
+    assert shown.loc["unet", "Mean per-patient Dice (95% CI)"].startswith("0.770 (")
+    assert shown.loc["unet", "Reproduce"] == f"train/cv.sh {tmp_path.name}"
+    assert (shown.loc["unet", "+ largest 3D component"], shown.loc["unet", "+ flip TTA"]) == ("0.780", "0.790")
+    assert shown.loc["unet, longer", "Folds"] == "1 of 5 (running)"
     assert any("'gone'" in w.value for w in at.warning)
     boxes = [json_module.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(f["layout"]["title"]["text"].startswith("Per-patient Dice by held-out fold") for f in boxes)
@@ -217,11 +220,12 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
                                                  ("unet-e30+e10", "train/cv.sh unet 10 artifacts/cv/unet-e30"),
                                                  ("v2/unet-mini", "train/cv.sh v2/unet-mini"),
                                                  ("v2/unet-e30+e10", "train/cv.sh v2/unet 10 artifacts/cv/v2/unet-e30")])
-def test_reproduce_command_follows_cv_sh_folder_names(folder: str, command: str) -> None:
-    from lgg_core.evaluation.crossval import reproduce_command
+def test_crossval_command_follows_cv_sh_folder_names(folder: str, command: str) -> None:
+    from lgg_core.serving.catalog import crossval_command, rebuild_command
 
-    assert reproduce_command(Path("artifacts/cv") / folder) == command
-    assert reproduce_command(Path("/srv/app/artifacts/cv") / folder) == command
+    assert crossval_command(Path("artifacts/cv") / folder) == command
+    assert crossval_command(Path("/srv/app/artifacts/cv") / folder) == command
+    assert rebuild_command(Path("/srv/app/artifacts/cv") / folder / "fold-3") == command  # one fold of the run
 
 
 def test_the_bundled_reference_leaves_out_a_run_still_training(folds: list[Path], tmp_path: Path,

@@ -50,7 +50,6 @@ def test_default_catalog_lists_shipped_local_models() -> None:
 @pytest.mark.parametrize("path, command", [
     ("artifacts/unet", "train/zoo.sh unet"),
     ("/clone/artifacts/cv/v2/unet-mini/fold-0", "train/cv.sh v2/unet-mini"),
-    ("artifacts/cv/unet-mini-e16/fold-2", "train/cv.sh unet-mini 16"),
     ("artifacts/cv/unet-resnet50-transfer+e8/fold-3",
      "train/cv.sh unet-resnet50-transfer 8 artifacts/cv/unet-resnet50-transfer"),
 ])
