@@ -263,9 +263,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from lgg_core.evaluation import crossval
     from lgg_core.serving.catalog import load_crossval
     from lgg_core.serving.records import read_eval, resolve_models
-    from lgg_core.evaluation.leaderboard import (all_rows, headline_markdown, leaderboard, markdown_tables,
-                                                 variants_markdown)
-    from lgg_core.evaluation.stats import pairs_markdown
+    from lgg_core.evaluation.external import compare_markdown
+    from lgg_core.evaluation.leaderboard import (against_best, all_rows, champion, headline_markdown, leaderboard,
+                                                 markdown_tables, variants_markdown)
+    from lgg_core.evaluation.stats import pairs_markdown, patient_dice
 
     records, problem = resolve_models(args.catalog)
     if problem:
@@ -295,6 +296,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
               "over patients; the variants' means beside):\n")
         print(crossval.markdown(crossval.runs_display(runs)))
     if args.pairs:
+        segmenters = {record.name: tables for record, tables in evaluated if record.task == "segment"}
+        best = champion([(record, tables, None) for record, tables in evaluated])
+        if best is not None and len(segmenters) > 1:
+            print(f"\nEach segmenter against the champion, {best} (the best validation score under the protocol "
+                  "most rows share), on the held-out patients both hold out: paired bootstrap 95% CI, two-sided "
+                  f"Wilcoxon, Holm over these {len(segmenters) - 1} tests (the Leaderboard's first view):\n")
+            print(compare_markdown(against_best(patient_dice(segmenters), best), ours=best))
         print("\n" + pairs_markdown({record.name: tables for record, tables in evaluated}))
         if len(runs) > 1:
             print("\n" + crossval.runs_markdown(runs))

@@ -49,12 +49,6 @@ def board_tables(items: list, gated: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     return lb.leaderboard(lb.all_rows(items, gated)), lb.entry_patients(items, gated)
 
 
-def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
-    """Every other segmenter against the champion."""
-    dice = {name: group[["patient", "dice"]] for name, group in per_patient.groupby("model", sort=False)}
-    return external.compare(dice.pop(best), dice, name=best)
-
-
 def show_pairs(pairs: pd.DataFrame) -> None:
     """A table of paired tests (:func:`lgg_core.evaluation.stats.pairwise`) with readable column names: the two
     models pinned, then the verdict (wide enough to read whole) and the difference with its CI in one column, so that
@@ -261,7 +255,7 @@ def show_against_best() -> None:
         return
     st.subheader(f"Compared with the best: {best}")
     against = kept_table("against-best", (catalog, best), [per_patient, best],
-                         lambda: against_best(per_patient, best))
+                         lambda: lb.against_best(per_patient, best))
     st.vega_lite_chart(yours.forest_chart(
         yours.forest_rows(against, reference=best, flip=True), f"Each model − {best}: mean per-patient Dice (95% CI)",
         f"difference in mean per-patient Dice (left of 0: below {best})"), width="stretch", key="against-best")

@@ -246,9 +246,9 @@ def patients_markdown(scored: Scored) -> str:
     return "\n".join(lines)
 
 
-def compare_markdown(table: pd.DataFrame) -> str:
-    """A markdown table of :func:`compare`."""
-    lines = ["| against | patients | theirs | yours | yours − theirs (95% CI) | Wilcoxon p | Holm p | verdict |",
+def compare_markdown(table: pd.DataFrame, ours: str = "yours") -> str:
+    """A markdown table of :func:`compare`, the compared scores headed ``ours``."""
+    lines = [f"| against | patients | theirs | {ours} | {ours} − theirs (95% CI) | Wilcoxon p | Holm p | verdict |",
              "|---|---:|---:|---:|---|---|---|---|"]
     lines += [f"| {r.model} | {r.n} | {r.mean_model:.3f} | {r.mean_ours:.3f} | {r.mean_diff:+.3f} "
               f"({r.ci_low:+.3f} to {r.ci_high:+.3f}) | {format_p(r.p)} | {format_p(r.p_holm)} | {r.verdict} |"

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lgg_core.data.inputs import INPUTS
 from lgg_core.data.inputs import LABELS as INPUT_LABELS
+from lgg_core.evaluation.external import compare
 from lgg_core.evaluation.failures import gated_slices, raw_slices
 from lgg_core.evaluation.metrics import bootstrap_ci
 from lgg_core.evaluation.stats import gated_patients, mean_ci_by, variant_patients
@@ -173,6 +174,14 @@ def champion(items: list[tuple[ModelRecord, EvalTables | None, str | None]]) -> 
         return None
     group = max(candidates.values(), key=len)
     return max(group)[1]
+
+
+def against_best(per_patient: pd.DataFrame, best: str) -> pd.DataFrame:
+    """Every other segmenter against the champion ``best`` on the patients both hold out, Holm over these k − 1 tests
+    (more power than all pairs): :func:`~lgg_core.evaluation.external.compare` of :func:`~lgg_core.evaluation.stats.
+    patient_dice`'s long table."""
+    dice = {name: group[["patient", "dice"]] for name, group in per_patient.groupby("model", sort=False)}
+    return compare(dice.pop(best), dice, name=best)
 
 
 def leaderboard(rows: list[dict]) -> pd.DataFrame:

@@ -169,7 +169,7 @@ def test_cli_leaderboard_adds_the_catalog_runs(folds: list[Path], tmp_path: Path
     out, err = capsys.readouterr()
     assert "| `unet-mini` |" in out
     [row] = [line for line in out.splitlines() if line.startswith("| unet | ")]
-    assert row.startswith(f"| unet | 2 of 5 (running) | 5 | 0.770 (") and row.endswith(f"| train/cv.sh {tmp_path.name} |")
+    assert row.startswith("| unet | 2 of 5 (running) | 5 | 0.770 (") and row.endswith(f"| train/cv.sh {tmp_path.name} |")
     assert "skipped cross-validation run 'gone'" in err
 
 

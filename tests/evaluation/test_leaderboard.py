@@ -1,6 +1,7 @@
 """Leaderboard rows from artifact records, including the ones that cannot be shown yet."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,16 @@ def test_cli_leaderboard_pairs_prints_the_pairwise_tables(tmp_path_factory, caps
     assert {frozenset(row.split("`")[1:4:2]) for row in pair_rows[:3]} == {
         frozenset(pair) for pair in [("cnn-encdec", "unet-mini"), ("cnn-encdec", "unet-mini-2.5d"),
                                      ("unet-mini", "unet-mini-2.5d")]}
+    # The Leaderboard's first view: each other segmenter against the one with the best validation score.
+    configs = {name: json.loads((catalog.parent / name / "config.json").read_text()) for name in dice}
+    best = max(dice, key=lambda name: configs[name]["training"]["best_val_score"])
+    assert f"Each segmenter against the champion, {best} " in out and "Holm over these 2 tests" in out
+    against = [line for line in out.splitlines() if line.startswith("| ") and line.endswith("|")
+               and line.split(" | ")[0][2:] in set(dice) - {best} and line.split(" | ")[1] == "1"]
+    assert {line.split(" | ")[0][2:] for line in against} == set(dice) - {best}
+    for line in against:
+        other = line.split(" | ")[0][2:]
+        assert f"| 1 | {dice[other]:.3f} | {dice[best]:.3f} | {dice[best] - dice[other]:+.3f} " in line
 
 
 def test_pairwise_figure_reads_from_the_row_model() -> None:
