@@ -293,14 +293,14 @@ def show_crossval() -> None:
     if pooled:
         st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),
                         key="cv-folds")
-    if len(pooled) > 1:
-        st.markdown("**The runs against each other**, on the patients both hold out (all 110 once both are "
-                    "complete):")
-        show_pairs(kept_table("run-pairs", runs_key, [r.pooled.assign(run=r.name) for r in pooled],
-                              lambda: crossval.compare_runs(pooled)))
+    if len(done := crossval.complete(reports)) > 1:
+        st.markdown("**The complete runs against each other**, on all the patients both hold out:")
+        show_pairs(kept_table("run-pairs", runs_key, [r.pooled.assign(run=r.name) for r in done],
+                              lambda: crossval.compare_runs(done)))
         st.caption("Per-patient Dice as predicted: paired bootstrap 95% CI over the shared patients, two-sided "
-                   f"Wilcoxon, Holm over these {len(pooled) * (len(pooled) - 1) // 2} pairs at α = 0.05. A partial "
-                   "run is compared on the folds it has.")
+                   f"Wilcoxon, Holm over these {len(done) * (len(done) - 1) // 2} pairs at α = 0.05. A run still "
+                   "training joins them once its last fold is evaluated, so that these p-values do not move with "
+                   "every fold that lands.")
 
 
 def show_figures() -> None:

@@ -207,17 +207,24 @@ def runs_display(reports: list[RunReport]) -> pd.DataFrame:
     return table if table.empty else table.sort_values("_mean", ascending=False).drop(columns="_mean")
 
 
+def complete(reports: list[RunReport]) -> list[RunReport]:
+    """The runs whose every fold is evaluated: only they are compared with each other, so that the family of tests,
+    and each Holm-adjusted p, does not change with every fold that lands in a run still training."""
+    return [r for r in reports if r.pooled is not None and r.folds >= r.expected]
+
+
 def compare_runs(reports: list[RunReport], variant: str = "raw", n_boot: int = 10_000) -> pd.DataFrame:
-    """Every pair of cross-validation runs on the patients both hold out: the paired difference in per-patient Dice
-    with a bootstrap CI, the Wilcoxon p and Holm over the pairs (:func:`~lgg_core.evaluation.stats.pairwise`).
+    """Every pair of complete cross-validation runs on the patients both hold out: the paired difference in
+    per-patient Dice with a bootstrap CI, the Wilcoxon p and Holm over the pairs
+    (:func:`~lgg_core.evaluation.stats.pairwise`).
 
     Args:
-        reports: :func:`run_report`'s reports; those that could not be pooled are left out.
+        reports: :func:`run_report`'s reports; runs that could not be pooled or are still training are left out.
         variant: ``raw`` (as predicted), ``lcc`` or ``tta``.
         n_boot: bootstrap resamples per pair.
     """
     parts = [r.pooled.loc[r.pooled["variant"] == variant, ["patient", "dice"]].assign(model=r.name)
-             for r in reports if r.pooled is not None]
+             for r in complete(reports)]
     values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["model", "patient", "dice"])
     return pairwise(values, n_boot=n_boot)
 
@@ -226,9 +233,9 @@ def runs_markdown(reports: list[RunReport], n_boot: int = 10_000) -> str:
     """:func:`compare_runs` as markdown under a line saying what was tested (per-patient Dice as predicted)."""
     pairs = compare_runs(reports, n_boot=n_boot)
     if pairs.empty:
-        return "Comparing cross-validation runs needs at least two pooled runs."
-    heading = ("Cross-validation runs against each other, per-patient Dice as predicted, on the patients both hold "
-               f"out: mean A − B with a paired bootstrap 95% CI over patients ({n_boot:,} resamples), two-sided "
+        return "Comparing cross-validation runs needs at least two complete runs."
+    heading = ("Complete cross-validation runs against each other, per-patient Dice as predicted, on the patients "
+               f"both hold out: mean A − B with a paired bootstrap 95% CI over patients ({n_boot:,} resamples), two-sided "
                f"Wilcoxon signed-rank p, Holm–Bonferroni over all pairs (m = {len(pairs)}), verdict at α = 0.05 "
                "after Holm.")
     return "\n".join([heading, "", *pairs_table_markdown(pairs)])

@@ -15,11 +15,11 @@ from lgg_core.evaluation.stats import paired_difference
 
 
 def _fold(root: Path, fold: int, dice: dict[str, float], arch: str = "unet", epochs: int = 8,
-          init_from: str | None = None) -> Path:
-    """A fold artifact as `lgg evaluate` leaves it, reduced to what pooling reads."""
+          init_from: str | None = None, k: int = 5) -> Path:
+    """A fold artifact as `lgg evaluate` leaves it, reduced to what pooling reads (``k=1``: a run complete in one)."""
     directory = root / f"fold-{fold}"
     (directory / "eval").mkdir(parents=True)
-    training = {"fold": fold, "k": 5, "split_seed": 0, "dataset_hash": "abc", "epochs": epochs, "input_size": 128,
+    training = {"fold": fold, "k": k, "split_seed": 0, "dataset_hash": "abc", "epochs": epochs, "input_size": 128,
                 "init_from": init_from}
     (directory / "config.json").write_text(json.dumps({"arch": arch, "task": "segment", "training": training}))
     rows = [{"variant": variant, "patient": p, "institution": p.split("_")[1], "dice": d + shift}
@@ -60,12 +60,16 @@ def test_cli_pairs_a_run_against_another_on_shared_patients(folds: list[Path], t
     assert "| as predicted | 2 | 0.775 | 0.700 | +0.075 (+0.050 to +0.100) |" in out
 
 
-def test_runs_are_compared_pair_by_pair_on_the_patients_both_hold_out(folds: list[Path], tmp_path: Path) -> None:
-    longer = _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6, "TCGA_CS_9": 0.1})
-    other = _fold(tmp_path / "other", 1, {"TCGA_HT_3": 0.6, "TCGA_FG_4": 0.5, "TCGA_DU_5": 0.9})
+def test_complete_runs_are_compared_pair_by_pair_on_the_patients_both_hold_out(folds: list[Path],
+                                                                               tmp_path: Path) -> None:
+    base = _fold(tmp_path / "base", 0, {"TCGA_CS_1": 0.9, "TCGA_DU_2": 0.5}, k=2)
+    _fold(tmp_path / "base", 1, {"TCGA_HT_3": 0.8, "TCGA_FG_4": 0.7, "TCGA_DU_5": 0.95}, k=2)
+    longer = _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6, "TCGA_CS_9": 0.1}, k=1)
+    other = _fold(tmp_path / "other", 0, {"TCGA_HT_3": 0.6, "TCGA_FG_4": 0.5, "TCGA_DU_5": 0.9}, k=1)
     reports = [run_report(name, folder) for name, folder in
-               (("base", tmp_path), ("longer", longer.parent), ("other", other.parent))]
+               (("base", base.parent), ("longer", longer.parent), ("other", other.parent))]
     reports.append(run_report("gone", tmp_path / "gone"))  # not poolable: left out
+    reports.append(run_report("running", tmp_path))  # 2 of 5 folds: joins the family once complete
     pairs = compare_runs(reports, n_boot=500).set_index(["a", "b"])
     # Ranked by mean: base 0.770, other 0.667, longer 0.550; each pair on the patients both hold out.
     assert pairs.index.tolist() == [("base", "other"), ("base", "longer"), ("other", "longer")]
@@ -152,14 +156,16 @@ def test_cli_pools_a_run_folder_and_warns_when_folds_are_missing(folds: list[Pat
 
 
 def _catalog_with_runs(tmp_path: Path, zoo_catalog: Path) -> Path:
-    """One tiny-zoo model, the ``folds`` fixture's run (2 of 5 folds), a run folder that does not exist and a
-    one-fold run sharing two patients with the first."""
-    _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6})
+    """One tiny-zoo model, the ``folds`` fixture's run (2 of 5 folds, still training), a run folder that does not
+    exist and two complete one-fold runs sharing two patients with each other and with the first."""
+    _fold(tmp_path / "longer", 0, {"TCGA_CS_1": 0.95, "TCGA_DU_2": 0.6}, k=1)
+    _fold(tmp_path / "shorter", 0, {"TCGA_CS_1": 0.9, "TCGA_DU_2": 0.5, "TCGA_HT_3": 0.4}, k=1)
     catalog = tmp_path / "models.toml"
     catalog.write_text(f'[[model]]\nname = "unet-mini"\npath = "{zoo_catalog.parent / "unet-mini"}"\n'
                        f'[[crossval]]\nname = "unet"\npath = "{tmp_path}"\n'
                        f'[[crossval]]\nname = "gone"\npath = "{tmp_path / "gone"}"\n'
-                       f'[[crossval]]\nname = "unet, longer"\npath = "{tmp_path / "longer"}"\n')
+                       f'[[crossval]]\nname = "unet, longer"\npath = "{tmp_path / "longer"}"\n'
+                       f'[[crossval]]\nname = "unet, shorter"\npath = "{tmp_path / "shorter"}"\n')
     return catalog
 
 
@@ -177,12 +183,13 @@ def test_cli_leaderboard_pairs_compare_the_runs_on_the_patients_both_hold_out(
         folds: list[Path], tmp_path: Path, zoo_catalog: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", "--catalog", str(_catalog_with_runs(tmp_path, zoo_catalog)), "--pairs"]) == 0
     out = capsys.readouterr().out
-    assert "Cross-validation runs against each other" in out and "(m = 1)" in out
+    assert "Complete cross-validation runs against each other" in out and "(m = 1)" in out
     [row] = [line for line in out.splitlines() if line.startswith("| `unet") and "`unet, longer`" in line]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    # Two shared patients: unet's 0.9 and 0.5 against the longer run's 0.95 and 0.6.
+    # Two shared patients: the shorter run's 0.9 and 0.5 against the longer run's 0.95 and 0.6; the run still
+    # training ("unet", with the same two) is not in the family.
     means = dict(zip([cells[0].strip("`"), cells[1].strip("`")], map(float, cells[3:5])))
-    assert cells[2] == "2" and means == {"unet": pytest.approx(0.7), "unet, longer": pytest.approx(0.775)}
+    assert cells[2] == "2" and means == {"unet, shorter": pytest.approx(0.7), "unet, longer": pytest.approx(0.775)}
 
 
 def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds: list[Path], tmp_path: Path,
@@ -201,17 +208,17 @@ def test_leaderboard_shows_each_catalog_run_and_a_broken_one_as_a_warning(folds:
     assert not at.exception, [e.value for e in at.exception]
     assert "Cross-validation: every patient held out once" in [h.value for h in at.subheader]
     shown = next(d.value for d in at.dataframe if "Median (95% CI)" in d.value.columns).set_index("Run")
-    assert shown.index.tolist() == ["unet, longer", "unet"]  # best mean first
+    assert shown.index.tolist() == ["unet, longer", "unet", "unet, shorter"]  # best mean first
     assert shown.loc["unet", "Folds"] == "2 of 5 (running)" and shown.loc["unet", "Patients"] == 5
     assert shown.loc["unet", "Mean per-patient Dice (95% CI)"].startswith("0.770 (")
     assert shown.loc["unet", "Reproduce"] == f"train/cv.sh {tmp_path.name}"
     assert (shown.loc["unet", "+ largest 3D component"], shown.loc["unet", "+ flip TTA"]) == ("0.780", "0.790")
-    assert shown.loc["unet, longer", "Folds"] == "1 of 5 (running)"
+    assert shown.loc["unet, longer", "Folds"] == "1 of 1"
     assert any("'gone'" in w.value for w in at.warning)
     boxes = [json_module.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(f["layout"]["title"]["text"].startswith("Per-patient Dice by held-out fold") for f in boxes)
-    runs = next(d.value for d in at.dataframe if "mean_diff" in d.value.columns and "unet" in set(d.value["b"]))
-    assert runs[["a", "b", "n"]].values.tolist() == [["unet, longer", "unet", 2]]
+    runs = next(d.value for d in at.dataframe if "mean_diff" in d.value.columns and "unet, longer" in set(d.value["a"]))
+    assert runs[["a", "b", "n"]].values.tolist() == [["unet, longer", "unet, shorter", 2]]  # not the running one
     assert "Holm over these 1 pairs" in " ".join(c.value for c in at.caption)
 
 
