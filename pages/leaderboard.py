@@ -8,10 +8,9 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from lgg_core.app import board, charts
@@ -26,6 +25,9 @@ from lgg_core.app.stored import stored_table
 from lgg_core.data.cache import LGGData
 from lgg_core.app.state import (PAIR_PARAM, catalog_key, crossval_runs, dataset, eval_tables, open_slice, pick_linked,
                                 pick_section, records, show_model_problems)
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 # The verdict and the difference first: in a narrow window the last columns scroll out of view. p-values with two
 # significant digits ("%.4f" showed 0.0000, a p of zero); they stay numbers, so a column sorts by value.
