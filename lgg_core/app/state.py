@@ -504,8 +504,13 @@ def pick_linked(label: str, options: list[str], param: str) -> str:
     """A choice (the Leaderboard's pair, the Models page's model) remembered across pages and kept in the URL under
     ``param`` (once it is not the first option), so that a reload or a shared link opens the same one."""
     key = _LINKED[param]
-    selected = st.selectbox(label, options, index=remembered_index(key, options))
-    # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it.
+    # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it. The box keeps
+    # one fixed key, seeded from that memory: a box without one whose index follows the choice changes identity with
+    # it, and a click made on the page in the rerun that follows could be lost.
+    box = f"_{key}_box"
+    if st.session_state.get(box) not in options:
+        st.session_state[box] = options[remembered_index(key, options)]
+    selected = st.selectbox(label, options, key=box)
     st.session_state[key] = selected
     if selected != options[0]:
         st.query_params[param] = selected
