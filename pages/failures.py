@@ -8,7 +8,7 @@ import streamlit as st
 from lgg_core.serving.records import GATED_PREFIX, Gate, row_of
 from lgg_core.evaluation.failures import KEYS, KINDS, counts, failure_cases, failure_tables
 from lgg_core.app.overlay import GT_COLOR, PRED_COLOR, channel_view, overlay
-from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, remembered_index, shown_segmenters,
+from lgg_core.app.state import (dataset, eval_tables, gated_options, open_slice, follow, remembered, shown_segmenters,
                                 mask_only, slice_probs)
 
 st.title("Failure cases")
@@ -24,24 +24,26 @@ if not tables:
 
 # Selections live in session state of their own: Streamlit drops a widget's state while another page is shown.
 left, right = st.columns([2, 1])
-name = left.selectbox("Model or pipeline", list(tables), index=remembered_index("failure_model", list(tables)))
+name = follow(left.selectbox, "failure_model", remembered("failure_model", list(tables)), "Model or pipeline",
+              list(tables), valid=tables.__contains__)
 data = dataset()
 # Slices, not patients: with the bundled demo set, the gallery's own patients are loaded a few slices each.
 loaded = data.index[KEYS] if data is not None else pd.DataFrame(columns=KEYS)
 found, held = counts(tables[name]), counts(tables[name], loaded)
 # On by default only where it hides something; a choice the user made is kept instead.
 default = st.session_state.get("failure_loaded_only", found != held)
-only_loaded = left.toggle(ONLY_LOADED, value=default,
-                          help="Leave out cases whose slice is not in the loaded data (the data folder set in the "
-                               "sidebar): those can show their metrics only, no image")
+only_loaded = follow(left.toggle, "failure_loaded_only", default, ONLY_LOADED, valid=lambda _: True,
+                     help="Leave out cases whose slice is not in the loaded data (the data folder set in the "
+                          "sidebar): those can show their metrics only, no image")
 if only_loaded != default:
     st.session_state["failure_loaded_only"] = only_loaded
 listed = held if only_loaded else found
 # Every detected tumor slice can rank by Dice: the count says what is ranked, not how many failed.
-kind = right.radio("Failure", list(KINDS), format_func=lambda k: f"{k} (ranks {listed[k]} detected tumor slices)"
-                   if k == "worst Dice" else f"{k} ({listed[k]})",
-                   index=remembered_index("failure_kind", list(KINDS)))
-limit = right.slider("Show", 4, 48, st.session_state.get("failure_limit", 12), 4)
+kind = follow(right.radio, "failure_kind", remembered("failure_kind", list(KINDS)), "Failure", list(KINDS),
+              valid=KINDS.__contains__, format_func=lambda k: f"{k} (ranks {listed[k]} detected tumor slices)"
+              if k == "worst Dice" else f"{k} ({listed[k]})")
+limit = follow(right.slider, "failure_limit", st.session_state.get("failure_limit", 12), "Show", 4, 48, step=4,
+               valid=lambda _: True)
 st.session_state.update(failure_model=name, failure_kind=kind, failure_limit=limit)
 st.caption(KINDS[kind])
 if only_loaded and (hidden := found[kind] - held[kind]):

@@ -5,8 +5,9 @@ All model, metric and CAM logic lives in ``lgg_core``; this module only caches i
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -51,7 +52,6 @@ PAIR_PARAM, PAIR_KEY = "pair", "leaderboard_pair"  # the Leaderboard's chosen pa
 CARD_PARAM, CARD_KEY = "model", "models_page_model"  # the Models page's model: the same
 _LINKED = {PAIR_PARAM: PAIR_KEY, CARD_PARAM: CARD_KEY}
 SECTION_PARAM, SECTION_KEY = "section", "leaderboard_section"  # the Leaderboard's open tab: the same
-SLIDER_KEY, _SHOWN_KEY = "slice_slider", "slice_shown"
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -466,8 +466,9 @@ def pick_patient(data: LGGData, label: str = "Patient") -> str:
     if current is not None and current not in patients:
         st.warning(f"{current} is not in the loaded data folder, so {patients[0]} is shown instead. To see it, set "
                    "the sidebar's data folder to a kaggle_3m copy that holds it (the link keeps that folder).")
-    patient = st.selectbox(label, patients, index=patients.index(current) if current in patients else 0,
-                           format_func=lambda p: f"{p} (gallery slices only)" if p in data.partial else p)
+    patient = follow(st.selectbox, "patient", current if current in patients else patients[0], label, patients,
+                     valid=patients.__contains__,
+                     format_func=lambda p: f"{p} (gallery slices only)" if p in data.partial else p)
     if current is not None and patient != current:
         st.session_state.pop("slice", None)  # another patient opens on its largest tumor, not the old slice number
     share(patient=patient)
@@ -486,16 +487,7 @@ def pick_slice(data: LGGData, patient: str, label: str = "Slice") -> tuple[int, 
         if asked is not None and patient in data.partial:
             st.warning(f"Slice {asked} of {patient} is not bundled (only the failure gallery's slices of this "
                        f"patient are), so slice {current} is shown instead.")
-    # A keyed slider keeps its identity across reruns: one created with value=current each run would be replaced
-    # after every step, and the browser dropped every other arrow-key press while it was. Its value is the shared
-    # slice, except in the run that follows a move of the slider itself (Streamlit forgets a widget's value on a page
-    # that did not draw it, so it is set again every other time).
-    moved = (st.session_state.get(SLIDER_KEY) in numbers and st.session_state.get(_SHOWN_KEY) == current
-             and st.session_state.get(SLIDER_KEY) != current)
-    if not moved:
-        st.session_state[SLIDER_KEY] = current
-    number = st.select_slider(label, numbers, key=SLIDER_KEY)
-    st.session_state[_SHOWN_KEY] = number
+    number = follow(st.select_slider, "slice", current, label, numbers, valid=numbers.__contains__)
     share(slice=number)
     return number, int(rows[numbers.index(number)])
 
@@ -504,13 +496,7 @@ def pick_linked(label: str, options: list[str], param: str) -> str:
     """A choice (the Leaderboard's pair, the Models page's model) remembered across pages and kept in the URL under
     ``param`` (once it is not the first option), so that a reload or a shared link opens the same one."""
     key = _LINKED[param]
-    # Remembered under a key of its own: Streamlit drops a widget's state on pages that do not draw it. The box keeps
-    # one fixed key, seeded from that memory: a box without one whose index follows the choice changes identity with
-    # it, and a click made on the page in the rerun that follows could be lost.
-    box = f"_{key}_box"
-    if st.session_state.get(box) not in options:
-        st.session_state[box] = options[remembered_index(key, options)]
-    selected = st.selectbox(label, options, key=box)
+    selected = follow(st.selectbox, key, remembered(key, options), label, options, valid=options.__contains__)
     st.session_state[key] = selected
     if selected != options[0]:
         st.query_params[param] = selected
@@ -550,17 +536,43 @@ def pick_section(sections: list[str], linked: dict[str, str] | None = None) -> t
     return section, tabs[sections.index(section)]
 
 
-def remembered_index(key: str, options: list) -> int:
-    """Index of the option stored under ``key`` in session state (0 when none or no longer offered)."""
-    remembered = st.session_state.get(key)
-    return options.index(remembered) if remembered in options else 0
+def remembered(key: str, options: list) -> Any:
+    """The option stored under ``key`` in session state (the first when none or no longer offered)."""
+    value = st.session_state.get(key)
+    return value if value in options else options[0]
+
+
+def follow(draw: Callable[..., Any], key: str, shared: Any, *args: Any, valid: Callable[[Any], bool],
+           **kwargs: Any) -> Any:
+    """Draw a widget (``draw(*args, key=..., **kwargs)``) whose value is a choice shared in session state.
+
+    The widget keeps one fixed key. One without a key, whose default follows the shared choice, changes identity with
+    it: the browser replaces it in the next rerun, and a key press or click made meanwhile was lost (every other
+    arrow-key step on the slice slider; a click on the Leaderboard's pair rows after a pair was picked). Its value is
+    ``shared``, except in the run that follows a move of the widget itself: Streamlit forgets a widget's value on a
+    page that did not draw it, so it is set again every other time.
+
+    Args:
+        draw: a Streamlit widget function (``st.selectbox``, a column's ``slider``...).
+        key: names the widget's state (``_<key>_box``) and the value it last showed (``_<key>_shown``).
+        shared: the choice as the rest of the app knows it (from the URL, another page, a default).
+        valid: whether a value the widget holds is still among its options.
+    """
+    box, shown = f"_{key}_box", f"_{key}_shown"
+    moved = (box in st.session_state and valid(st.session_state[box]) and st.session_state.get(shown) == shared
+             and st.session_state[box] != shared)
+    if not moved:
+        st.session_state[box] = shared
+    value = draw(*args, key=box, **kwargs)
+    st.session_state[shown] = value
+    return value
 
 
 def pick_models(options: list[str], label: str, max_selections: int, default_count: int = 2) -> list[str]:
     """Multiselect of models, remembering the choice across pages."""
-    remembered = [m for m in st.session_state.get("models", []) if m in options]
-    chosen = st.multiselect(label, options, default=remembered or options[:default_count],
-                            max_selections=max_selections)
+    kept = [m for m in st.session_state.get("models", []) if m in options][:max_selections]
+    chosen = follow(st.multiselect, "models", kept or options[:default_count], label, options,
+                    valid=lambda value: set(value) <= set(options), max_selections=max_selections)
     share(models=chosen)
     return chosen
 

@@ -338,6 +338,19 @@ def test_failure_selections_survive_a_trip_to_another_page() -> None:
     assert (at.selectbox[0].value, at.radio[0].value) == ("unet-mini", "false negatives")
 
 
+def test_a_changed_selection_keeps_its_widget() -> None:
+    """The browser replaces a widget whose identity changes, and drops a click or key press made meanwhile."""
+    at = open_page("failures")
+    before = [w.id for w in (at.selectbox[0], at.radio[0], at.slider[0], at.toggle[0])]
+    at.selectbox[0].set_value("unet-mini").run()
+    at.radio[0].set_value("false negatives").run()
+    at.slider[0].set_value(24).run()
+    at.run()
+    assert_clean(at)
+    assert [w.id for w in (at.selectbox[0], at.radio[0], at.slider[0], at.toggle[0])] == before
+    assert (at.selectbox[0].value, at.radio[0].value, at.slider[0].value) == ("unet-mini", "false negatives", 24)
+
+
 def tif_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, array)
