@@ -114,6 +114,42 @@ def expected_folds(fold_artifacts: list[Path]) -> int:
     return int(ArtifactConfig.parse(read_config(fold_artifacts[0])).training.k or len(fold_artifacts))
 
 
+def training_cpu_minutes(fold_artifacts: list[Path]) -> float | None:
+    """CPU-minutes of training behind these folds: each fold's own, plus what it started from when that artifact is
+    at hand (the classifier ``train/cv.sh`` trains for a fold's encoder, the fold a longer run continues). None when a
+    record lacks its CPU time. Measured on whatever shared the cores, so a busy machine adds to it."""
+    total = 0.0
+    for fold in fold_artifacts:
+        seconds = _cpu_seconds(fold, set())
+        if seconds is None:
+            return None
+        total += seconds
+    return total / 60
+
+
+def _cpu_seconds(artifact: Path, seen: set[Path]) -> float | None:
+    seen.add(artifact.resolve())
+    training = ArtifactConfig.parse(read_config(artifact)).training
+    if not isinstance(training.cpu_time_s, (int, float)):
+        return None
+    total = float(training.cpu_time_s)
+    for start in filter(None, (training.init_from, training.encoder_init)):
+        source = _located(artifact, start)
+        if source is None or source.resolve() in seen:  # a hub id, or a folder not shipped: its cost is unknown
+            continue
+        if (earlier := _cpu_seconds(source, seen)) is None:
+            return None
+        total += earlier
+    return total
+
+
+def _located(artifact: Path, start: str) -> Path | None:
+    """The artifact folder ``start`` names, as training resolved it: relative to the directory it ran from, which is
+    an ancestor of ``artifact`` (the repository root), or absolute."""
+    candidates = [Path(start)] if Path(start).is_absolute() else [a / start for a in artifact.resolve().parents]
+    return next((c for c in candidates if (c / "config.json").is_file()), None)
+
+
 def evaluated(fold_artifacts: list[Path]) -> list[Path]:
     """The folds whose ``eval/patients.csv`` exists: a run in progress pools only these."""
     return [d for d in fold_artifacts if (d / "eval" / "patients.csv").is_file()]
@@ -185,12 +221,14 @@ class RunReport:
     pooled: pd.DataFrame | None = None
     table: pd.DataFrame | None = None
     problem: str | None = None
+    cpu_minutes: float | None = None
 
 
 def runs_display(reports: list[RunReport]) -> pd.DataFrame:
     """One row per pooled run, best mean first: folds (a run still training says so), patients, mean and median
     per-patient Dice as predicted with their CIs, the share of patients at 0.85 or more, the post-processed variants'
-    means, and the ``train/cv.sh`` call that makes it. Runs that could not be pooled are left out."""
+    means, the CPU-minutes of training so far (:func:`training_cpu_minutes`) and the ``train/cv.sh`` call that makes
+    it. Runs that could not be pooled are left out."""
     rows = []
     for report in (r for r in reports if r.table is not None):
         variants = report.table.set_index("variant")
@@ -202,6 +240,7 @@ def runs_display(reports: list[RunReport]) -> pd.DataFrame:
                      "Median (95% CI)": _median_text(raw), "Patients ≥ 0.85": f"{raw.reach_085:.0%}",
                      **{f"+ {VARIANT_NAMES[v]}": f"{variants.loc[v, 'mean']:.3f}" if v in variants.index else "–"
                         for v in ("lcc", "tta")},
+                     "Training (CPU-min)": "–" if report.cpu_minutes is None else f"{report.cpu_minutes:,.0f}",
                      "Reproduce": crossval_command(report.folder), "_mean": raw.mean})
     table = pd.DataFrame(rows)
     return table if table.empty else table.sort_values("_mean", ascending=False).drop(columns="_mean")
@@ -249,7 +288,8 @@ def pool_run(name: str, folder: Path) -> RunReport:
         done = evaluated(folds)
         if not done:
             return RunReport(name, folder, 0, expected_folds(folds), problem=f"no fold of {folder} is evaluated yet")
-        return RunReport(name, folder, len(done), expected_folds(done), fold_patients(done))
+        return RunReport(name, folder, len(done), expected_folds(done), fold_patients(done),
+                         cpu_minutes=training_cpu_minutes(done))
     except (OSError, ValueError) as err:
         return RunReport(name, folder, 0, 0, problem=f"cross-validation run {name!r}: {err}")
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from lgg_core.cli import main
-from lgg_core.evaluation.crossval import (compare_runs, fold_dirs, fold_patients, run_report, summary,
-                                         summary_markdown)
+from lgg_core.evaluation.crossval import (compare_runs, fold_dirs, fold_patients, run_report, runs_display, summary,
+                                         summary_markdown, training_cpu_minutes)
 from lgg_core.evaluation.stats import paired_difference
 
 
@@ -132,6 +132,35 @@ def test_a_run_in_progress_reports_the_evaluated_folds_so_far(folds: list[Path],
     assert (report.folds, report.expected, report.problem) == (2, 5, None)
     assert set(report.pooled["patient"]) == {"TCGA_CS_1", "TCGA_DU_2", "TCGA_HT_3", "TCGA_FG_4", "TCGA_DU_5"}
     assert report.table.set_index("variant").at["raw", "patients"] == 5
+
+
+def _cost(artifact: Path, seconds: float | None, **starts: str) -> None:
+    config = json.loads((artifact / "config.json").read_text())
+    config["training"].update(cpu_time_s=seconds, **starts)
+    (artifact / "config.json").write_text(json.dumps(config))
+
+
+def test_a_runs_training_cost_counts_what_each_fold_started_from(tmp_path: Path, monkeypatch) -> None:
+    """A fold's own CPU time, its encoder's classifier and, for a longer run, the fold it continued from."""
+    monkeypatch.chdir(tmp_path)  # training records starting points relative to the folder it ran from
+    first = [_fold(tmp_path / "runs" / "unet", f, {f"TCGA_CS_{f}": 0.8}) for f in range(2)]
+    classifier = _fold(tmp_path / "runs" / "unet", 9, {"TCGA_CS_9": 0.8})
+    _cost(classifier, 300.0)
+    _cost(first[0], 600.0, encoder_init="runs/unet/fold-9")
+    _cost(first[1], 1200.0)
+    later = _fold(tmp_path / "runs" / "unet+e8", 0, {"TCGA_CS_0": 0.9}, init_from="runs/unet/fold-0")
+    _cost(later, 60.0)
+    assert training_cpu_minutes(first) == pytest.approx(35.0)
+    assert training_cpu_minutes([later]) == pytest.approx(16.0)
+    _cost(first[1], None)
+    assert training_cpu_minutes(first) is None
+
+
+def test_the_runs_table_gives_each_runs_training_cost(folds: list[Path], tmp_path: Path) -> None:
+    for seconds, fold in zip((600.0, 900.0), folds):
+        _cost(fold, seconds)
+    row = runs_display([run_report("unet", tmp_path, n_boot=200)]).iloc[0]
+    assert row["Training (CPU-min)"] == "25"
 
 
 @pytest.mark.parametrize("setup,fragment", [
