@@ -269,6 +269,20 @@ def show_against_best() -> None:
                f"{best} significantly better; grey: no significant difference.")
 
 
+RUN_COLUMNS = {
+    "Run": st.column_config.Column(pinned=True),
+    "Mean per-patient Dice (95% CI)": st.column_config.Column(
+        "Mean Dice (95% CI)", help="Per-patient volume Dice averaged over the patients, as predicted"),
+    "Median (95% CI)": st.column_config.Column(help="Median per-patient Dice"),
+    "Patients ≥ 0.85": st.column_config.Column("≥ 0.85", help="Share of patients whose Dice reaches 0.85"),
+    "+ largest 3D component": st.column_config.Column(
+        "+ 3D LCC", help="Mean per-patient Dice after keeping each volume's largest 3D component"),
+    "+ flip TTA": st.column_config.Column("+ TTA", help="Mean per-patient Dice with horizontal-flip TTA"),
+    "Training (CPU-min)": st.column_config.Column(
+        "CPU-min", help="CPU-minutes of training, what each fold started from included; measured on shared cores"),
+}
+
+
 def show_crossval() -> None:
     """The catalog's cross-validation runs, pooled over their folds, and against each other."""
     runs, problem = crossval_runs()
@@ -287,10 +301,14 @@ def show_crossval() -> None:
         if report.problem:
             st.warning(report.problem)
     if not (shown := crossval.runs_display(reports)).empty:
-        st.dataframe(shown, hide_index=True, column_config={"Run": st.column_config.Column(pinned=True)})
+        # The commands go below the table: a column of them pushed the scores out of view at 1366 px.
+        st.dataframe(shown.drop(columns="Reproduce"), hide_index=True, column_config=RUN_COLUMNS)
         st.caption("Each run pooled over its folds, best mean first: per-patient Dice as predicted, with the means "
                    "after the largest 3D component and with flip TTA beside it. A run still training pools the folds "
                    "evaluated so far.")
+        with st.expander("Reproduce these runs"):
+            st.code("\n".join(f"{command}  # {run}" for run, command in zip(shown["Run"], shown["Reproduce"])),
+                    language="bash")
     pooled = [report for report in reports if report.pooled is not None]
     if pooled:
         st.plotly_chart(kept("folds", runs_key, lambda: charts.folds_figure({r.name: r.pooled for r in pooled})),
