@@ -297,7 +297,8 @@ def test_bundled_reference_matches_the_catalog_records() -> None:
     bundled, built = load_reference(), build_reference(REPO / "models.toml")
     pd.testing.assert_frame_equal(bundled, built.reset_index(drop=True), check_dtype=False)
     assert set(others(bundled, "cv")) == {"unet-resnet50-transfer", "unet-resnet50-transfer, 8 + 8 epochs",
-                                          "unet-mini, lgg-zoo-v2", "segnet, lgg-zoo-v2", "unet, lgg-zoo-v2"}
+                                          "unet-mini, lgg-zoo-v2", "segnet, lgg-zoo-v2", "unet, lgg-zoo-v2",
+                                          "attention-unet, lgg-zoo-v2"}
     assert all(len(t) == 110 for t in others(bundled, "cv").values())
     assert all(len(t) == 22 for t in others(bundled, "fold0").values())
 
@@ -305,7 +306,7 @@ def test_bundled_reference_matches_the_catalog_records() -> None:
 def test_cli_compares_with_the_bundled_cv_runs_on_shared_patients(known, sample_root, capsys) -> None:
     assert lgg_main(["score-predictions", str(known["npz"]), "--split", "cv", "--data-dir", str(sample_root)]) == 0
     printed = capsys.readouterr().out
-    assert "Holm over 5 tests" in printed and "| unet-resnet50-transfer | 5 |" in printed
+    assert "Holm over 6 tests" in printed and "| unet-resnet50-transfer | 5 |" in printed
 
 
 def test_bundled_example_reproduces_the_champion_cv_scores(capsys) -> None:
