@@ -547,8 +547,8 @@ def follow(draw: Callable[..., Any], key: str, shared: Any, *args: Any, valid: C
     """Draw a widget (``draw(*args, key=..., **kwargs)``) whose value is a choice shared in session state.
 
     The widget keeps one fixed key. One without a key, whose default follows the shared choice, changes identity with
-    it: the browser replaces it in the next rerun, and a key press or click made meanwhile was lost (every other
-    arrow-key step on the slice slider; a click on the Leaderboard's pair rows after a pair was picked). Its value is
+    it: the browser replaces it in the next rerun, and input made meanwhile can be lost (every other arrow-key step
+    on the slice slider was). Its value is
     ``shared``, except in the run that follows a move of the widget itself: Streamlit forgets a widget's value on a
     page that did not draw it, so it is set again every other time.
 
